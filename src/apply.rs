@@ -1,0 +1,1 @@
+//! Executes a plan against the service. (in progress)

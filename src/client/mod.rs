@@ -1,0 +1,1 @@
+//! The Policies API client. (in progress)

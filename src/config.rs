@@ -1,0 +1,1 @@
+//! Connection settings: address, organization, token. (in progress)

@@ -1,0 +1,1 @@
+//! In-memory Policies API emulator. (in progress)

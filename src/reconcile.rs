@@ -1,0 +1,1 @@
+//! One reconcile. (in progress)
