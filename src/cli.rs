@@ -1,1 +1,293 @@
-//! Command-line flags and the commands behind them. (in progress)
+//! Command-line flags (CONTRACT.md) and the commands behind them: `validate`, `plan`, `sync`,
+//! `watch` and `emulator`. Each command returns an exit status; `main` only prints the error
+//! chain once and exits.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{Client, ClientOptions};
+use crate::config::{self, ConnectionArgs};
+use crate::emulator;
+use crate::logging::{self, LogFormat};
+use crate::manifest::{self, Loaded};
+use crate::reconcile::{Reconciler, Settings};
+use crate::report::{Format, Report};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tfe-policy-sync",
+    version,
+    about = "Keep the Sentinel policies of a Terraform Enterprise / HCP Terraform organization \
+             equal to a policy directory in git."
+)]
+pub struct Cli {
+    /// More log detail per -v (warnings by default); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the policy directory; no network.
+    Validate(ValidateArgs),
+    /// Show what `sync` would change; never mutates.
+    Plan(PlanArgs),
+    /// Apply the plan once, then exit.
+    Sync(SyncArgs),
+    /// Serve an in-memory Policies API for trials and tests.
+    Emulator(emulator::EmulatorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DirArgs {
+    /// The policy directory holding policies.yaml.
+    #[arg(short, long, env = "TFE_POLICY_DIR", default_value = "policies")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+}
+
+/// Options shared by `plan`, `sync` and `watch`.
+#[derive(Debug, Args, Clone)]
+pub struct CommonArgs {
+    /// The policy directory holding policies.yaml.
+    #[arg(short, long, env = "TFE_POLICY_DIR", default_value = "policies")]
+    pub dir: PathBuf,
+
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub output: Format,
+
+    /// Never delete remote policies.
+    #[arg(long)]
+    pub no_prune: bool,
+
+    /// Permit a plan that would delete every remote policy.
+    #[arg(long)]
+    pub allow_empty: bool,
+
+    /// Requests in flight at most.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Plan and report, change nothing (the same as `plan`).
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Parses the command line, runs the command and turns its outcome into an exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let log_format = LogFormat::Text;
+    logging::init(cli.verbose, log_format);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Validate(args) => Ok(validate(&args.dir.dir)),
+        Command::Plan(args) => runtime()?.block_on(plan(args.common, args.detailed_exitcode)),
+        Command::Sync(args) if args.dry_run => runtime()?.block_on(plan(args.common, false)),
+        Command::Sync(args) => runtime()?.block_on(sync(args.common)),
+        Command::Emulator(args) => tokio::runtime::Runtime::new()?
+            .block_on(emulator::run_cli(args))
+            .map(|()| ExitCode::SUCCESS),
+    }
+}
+
+/// One-shot commands are I/O bound: one thread is plenty and keeps CPU and memory low.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")
+}
+
+/// Loads the directory, printing warnings; on failure prints every diagnostic.
+pub fn load_dir(dir: &Path) -> Option<Loaded> {
+    match manifest::load(dir) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                eprintln!("warning: {warning}");
+            }
+            Some(loaded)
+        }
+        Err(e) => {
+            eprintln!(
+                "error: the policy directory {} is invalid\n\n{e}",
+                dir.display()
+            );
+            None
+        }
+    }
+}
+
+fn validate(dir: &Path) -> ExitCode {
+    match load_dir(dir) {
+        Some(loaded) => {
+            println!(
+                "{}: valid, {} {}",
+                dir.display(),
+                loaded.desired.policies.len(),
+                if loaded.desired.policies.len() == 1 {
+                    "policy"
+                } else {
+                    "policies"
+                },
+            );
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::FAILURE,
+    }
+}
+
+/// Everything `plan` and `sync` share: a valid directory, a connection and a reconciler.
+struct Session {
+    loaded: Loaded,
+    reconciler: Reconciler,
+    cancel: CancellationToken,
+}
+
+fn session(common: &CommonArgs) -> anyhow::Result<Option<Session>> {
+    let Some(loaded) = load_dir(&common.dir) else {
+        return Ok(None);
+    };
+    let connection =
+        config::resolve_from_process(&common.connection, loaded.desired.organization.as_deref())?;
+    let cancel = CancellationToken::new();
+    let client = Client::new(
+        &connection,
+        ClientOptions {
+            concurrency: usize::from(common.concurrency),
+            cancel: cancel.clone(),
+            ..ClientOptions::default()
+        },
+    )?;
+    let settings = Settings {
+        no_prune: common.no_prune,
+        allow_empty: common.allow_empty,
+        concurrency: usize::from(common.concurrency),
+        cache_code: false,
+    };
+    let reconciler = Reconciler::new(client, settings, cancel.clone());
+    Ok(Some(Session {
+        loaded,
+        reconciler,
+        cancel,
+    }))
+}
+
+fn stdout_color(format: Format) -> bool {
+    format == Format::Human
+        && std::env::var_os("NO_COLOR").is_none()
+        && std::io::stdout().is_terminal()
+}
+
+async fn plan(common: CommonArgs, detailed_exitcode: bool) -> anyhow::Result<ExitCode> {
+    let Some(mut s) = session(&common)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let _signals = cancel_on_signal(s.cancel.clone());
+    let plan = s.reconciler.plan_once(&s.loaded.desired).await?;
+    let mut out = std::io::stdout().lock();
+    Report::plan(&plan)
+        .with_color(stdout_color(common.output))
+        .render(common.output, &mut out)?;
+    out.flush()?;
+    Ok(if detailed_exitcode && !plan.is_empty() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn sync(common: CommonArgs) -> anyhow::Result<ExitCode> {
+    let Some(mut s) = session(&common)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let _signals = cancel_on_signal(s.cancel.clone());
+    let plan = s.reconciler.plan_once(&s.loaded.desired).await?;
+    let outcome = s.reconciler.apply(&plan).await;
+    let mut out = std::io::stdout().lock();
+    Report::plan(&plan)
+        .with_statuses(&outcome.statuses)
+        .with_color(stdout_color(common.output))
+        .render(common.output, &mut out)?;
+    out.flush()?;
+    if s.cancel.is_cancelled() {
+        eprintln!("error: interrupted; run sync again to finish what was not done");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(if outcome.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The first SIGINT or SIGTERM cancels: no new request starts and the command winds down. A
+/// second one exits at once.
+pub fn cancel_on_signal(cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        eprintln!("interrupted: starting no new requests (press Ctrl-C again to exit at once)");
+        cancel.cancel();
+        wait_for_signal().await;
+        std::process::exit(130);
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let terminate = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}

@@ -13,6 +13,7 @@
 //! | [`apply`] | executing a plan with bounded concurrency | HTTP via [`client`] |
 //! | [`report`] | human, JSON and Markdown renderings of a plan or its outcome | none (`impl Write`) |
 //! | [`reconcile`] | one reconcile: load → fetch → plan → apply | composes the above |
+//! | [`watch`] | the daemon: reconcile on file change and on a timer, drift, health and metrics | files, HTTP server, signals |
 //! | [`cli`] | command-line flags and the commands behind them | process |
 //! | [`emulator`] | an in-memory Policies API server for trials and tests | HTTP server |
 //!
@@ -23,8 +24,10 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod emulator;
+pub mod logging;
 pub mod manifest;
 pub mod model;
 pub mod plan;
 pub mod reconcile;
 pub mod report;
+pub mod watch;

@@ -24,7 +24,11 @@ pub struct PlanOptions {
 
 impl PlanOptions {
     /// Options from the manifest (`prune:`, `ignore:`) and the command line.
-    pub fn new(desired: &DesiredState, no_prune: bool, allow_empty: bool) -> Result<Self, PlanError> {
+    pub fn new(
+        desired: &DesiredState,
+        no_prune: bool,
+        allow_empty: bool,
+    ) -> Result<Self, PlanError> {
         let mut globs = GlobSetBuilder::new();
         for pattern in &desired.ignore {
             let glob = Glob::new(pattern).map_err(|source| PlanError::BadIgnoreGlob {
@@ -316,14 +320,20 @@ mod tests {
     }
 
     fn summary(plan: &Plan) -> Vec<(Action, &str)> {
-        plan.changes.iter().map(|c| (c.action(), c.name())).collect()
+        plan.changes
+            .iter()
+            .map(|c| (c.action(), c.name()))
+            .collect()
     }
 
     use Mode::*;
 
     #[test]
     fn fresh_organization_creates_everything() {
-        let d = desired(&[("b", Advisory, "main = rule { true }"), ("a", HardMandatory, "")]);
+        let d = desired(&[
+            ("b", Advisory, "main = rule { true }"),
+            ("a", HardMandatory, ""),
+        ]);
         let p = plan("org", &d, &ActualState::default(), &options(&d)).unwrap();
         assert_eq!(summary(&p), [(Action::Create, "a"), (Action::Create, "b")]);
         assert_eq!(p.changes[1].modes(), (None, Some(Advisory)));
@@ -356,7 +366,10 @@ mod tests {
         let a = ActualState::from_policies([remote("a", Advisory, Some("x\n"))]);
         let p = plan("org", &d, &a, &options(&d)).unwrap();
         assert_eq!(summary(&p), [(Action::Update, "a")]);
-        assert_eq!(p.changes[0].code(), (Some(&b"x\n"[..]), Some(&b"x\r\n"[..])));
+        assert_eq!(
+            p.changes[0].code(),
+            (Some(&b"x\n"[..]), Some(&b"x\r\n"[..]))
+        );
     }
 
     #[test]
@@ -441,7 +454,10 @@ mod tests {
     #[test]
     fn empty_manifest_error_names_the_fix() {
         let msg = PlanError::EmptyManifestWouldDelete { count: 3 }.to_string();
-        assert!(msg.contains("3 remote policies") && msg.contains("--allow-empty"), "{msg}");
+        assert!(
+            msg.contains("3 remote policies") && msg.contains("--allow-empty"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -2,3 +2,5 @@
 //! shared helpers (an emulator on port 0, temporary policy directories, the real binary).
 
 mod support;
+mod emulator;
+mod client;

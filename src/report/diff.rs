@@ -8,7 +8,11 @@ use similar::TextDiff;
 pub fn unified(from: Option<&[u8]>, to: Option<&[u8]>) -> String {
     let old = String::from_utf8_lossy(from.unwrap_or_default());
     let new = String::from_utf8_lossy(to.unwrap_or_default());
-    let header_old = if from.is_some() { "remote" } else { "/dev/null" };
+    let header_old = if from.is_some() {
+        "remote"
+    } else {
+        "/dev/null"
+    };
     let header_new = if to.is_some() { "local" } else { "/dev/null" };
     let diff = TextDiff::from_lines(old.as_ref(), new.as_ref());
     let text = diff
@@ -19,7 +23,9 @@ pub fn unified(from: Option<&[u8]>, to: Option<&[u8]>) -> String {
         .to_string();
     if text.is_empty() && from != to {
         // Same text after lossy decoding, different bytes (e.g. invalid UTF-8 sequences).
-        return format!("--- {header_old}\n+++ {header_new}\n(the code differs in bytes that are not valid UTF-8)\n");
+        return format!(
+            "--- {header_old}\n+++ {header_new}\n(the code differs in bytes that are not valid UTF-8)\n"
+        );
     }
     text
 }

@@ -45,7 +45,11 @@ pub fn render(report: &Report<'_>, out: &mut impl Write) -> io::Result<()> {
             p.paint(&format!("{BOLD}{GREEN}"), "No changes."),
             plan.organization,
             plan.unchanged.len(),
-            if plan.unchanged.len() == 1 { "policy" } else { "policies" },
+            if plan.unchanged.len() == 1 {
+                "policy"
+            } else {
+                "policies"
+            },
         )?;
         return notes(report, out);
     }
@@ -77,7 +81,10 @@ pub fn render(report: &Report<'_>, out: &mut impl Write) -> io::Result<()> {
         } else {
             p.paint(
                 &format!("{BOLD}{RED}"),
-                &format!("Sync failed: {failed} of {} changes failed.", statuses.len()),
+                &format!(
+                    "Sync failed: {failed} of {} changes failed.",
+                    statuses.len()
+                ),
             )
         };
         writeln!(out, "{line}")?;
@@ -99,9 +106,12 @@ fn block(
         p.paint(BOLD, &format!("{:?}", change.name()))
     )?;
     match change.modes() {
-        (Some(from), Some(to)) if from != to => {
-            writeln!(out, "      mode: {} -> {}", from, p.paint(color, to.as_str()))?
-        }
+        (Some(from), Some(to)) if from != to => writeln!(
+            out,
+            "      mode: {} -> {}",
+            from,
+            p.paint(color, to.as_str())
+        )?,
         (Some(m), Some(_)) => writeln!(out, "      mode: {m}")?,
         (None, Some(to)) => writeln!(out, "      mode: {}", p.paint(color, to.as_str()))?,
         (Some(from), None) => writeln!(out, "      mode: {}", p.paint(color, from.as_str()))?,
@@ -133,7 +143,11 @@ fn block(
 fn notes(report: &Report<'_>, out: &mut impl Write) -> io::Result<()> {
     let plan = report.plan;
     if !plan.ignored.is_empty() {
-        writeln!(out, "Ignored (matched by ignore:): {}", plan.ignored.join(", "))?;
+        writeln!(
+            out,
+            "Ignored (matched by ignore:): {}",
+            plan.ignored.join(", ")
+        )?;
     }
     if !plan.kept.is_empty() {
         writeln!(
@@ -178,7 +192,10 @@ mod tests {
         statuses[4] = Status::Failed("the service answered 500".into());
         let text = render_to_string(Report::plan(&plan).with_statuses(&statuses));
         assert!(text.contains("failed: the service answered 500"), "{text}");
-        assert!(text.contains("Sync failed: 1 of 5 changes failed."), "{text}");
+        assert!(
+            text.contains("Sync failed: 1 of 5 changes failed."),
+            "{text}"
+        );
     }
 
     #[test]

@@ -47,18 +47,18 @@ fn status_cell(status: Option<&Status>) -> String {
 
 /// A fence longer than any run of backticks inside the text, so code cannot close it early.
 fn fence_for(text: &str) -> String {
-    let longest = text
-        .split(|c| c != '`')
-        .map(str::len)
-        .max()
-        .unwrap_or(0);
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     "`".repeat(longest.max(2) + 1)
 }
 
 pub fn render(report: &Report<'_>) -> String {
     let plan = report.plan;
     let mut out = String::new();
-    let title = if report.statuses.is_some() { "sync" } else { "plan" };
+    let title = if report.statuses.is_some() {
+        "sync"
+    } else {
+        "plan"
+    };
     let _ = writeln!(
         out,
         "### tfe-policy-sync {title} for `{}`\n",

@@ -71,8 +71,9 @@ impl<'a> Report<'a> {
     }
 
     fn failures(&self) -> usize {
-        self.statuses
-            .map_or(0, |s| s.iter().filter(|s| matches!(s, Status::Failed(_))).count())
+        self.statuses.map_or(0, |s| {
+            s.iter().filter(|s| matches!(s, Status::Failed(_))).count()
+        })
     }
 }
 

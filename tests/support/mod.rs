@@ -1,2 +1,3 @@
 //! Shared test helpers.
 #![allow(dead_code)]
+pub mod emulator;
