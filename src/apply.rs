@@ -42,15 +42,20 @@ pub async fn apply(
     cancel: &CancellationToken,
 ) -> ApplyOutcome {
     let mut statuses = vec![Status::Failed(INTERRUPTED.into()); plan.changes.len()];
-    let (deletes, first): (Vec<_>, Vec<_>) = plan
-        .changes
-        .iter()
-        .enumerate()
-        .partition(|(_, c)| c.action() == Action::Delete);
+    let (deletes, first): (Vec<usize>, Vec<usize>) =
+        (0..plan.changes.len()).partition(|&i| plan.changes[i].action() == Action::Delete);
 
-    run_phase(client, first, concurrency, cancel, &mut statuses).await;
+    run_phase(
+        client,
+        plan,
+        first.clone(),
+        concurrency,
+        cancel,
+        &mut statuses,
+    )
+    .await;
 
-    let failed = statuses.iter().filter(|s| **s != Status::Ok).count();
+    let failed = first.iter().filter(|&&i| statuses[i] != Status::Ok).count();
     if failed > 0 {
         let why = if cancel.is_cancelled() {
             INTERRUPTED.to_owned()
@@ -61,24 +66,28 @@ pub async fn apply(
                 if failed == 1 { "change" } else { "changes" }
             )
         };
-        for (i, _) in deletes {
+        for i in deletes {
             statuses[i] = Status::Failed(why.clone());
         }
     } else {
-        run_phase(client, deletes, concurrency, cancel, &mut statuses).await;
+        run_phase(client, plan, deletes, concurrency, cancel, &mut statuses).await;
     }
     ApplyOutcome { statuses }
 }
 
+/// Runs the changes at `indices` of `plan`. (Indices rather than `&Change` items keep the
+/// stream's closure free of higher-ranked lifetimes, so the future stays `Send`.)
 async fn run_phase(
     client: &Client,
-    changes: Vec<(usize, &Change)>,
+    plan: &Plan,
+    indices: Vec<usize>,
     concurrency: usize,
     cancel: &CancellationToken,
     statuses: &mut [Status],
 ) {
-    let mut results = futures::stream::iter(changes)
-        .map(|(i, change)| async move {
+    let mut results = futures::stream::iter(indices)
+        .map(|i| async move {
+            let change = &plan.changes[i];
             if cancel.is_cancelled() {
                 return (i, Status::Failed(INTERRUPTED.into()));
             }

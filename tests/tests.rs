@@ -4,3 +4,5 @@
 mod support;
 mod emulator;
 mod client;
+mod manifest;
+mod cli;

@@ -10,10 +10,10 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use super::ManifestError;
 use super::parse::{self, FileRef};
 use super::suggest::closest;
 use super::{Diagnostic, Loaded, MANIFEST_FILE, MAX_MANIFEST_BYTES, MAX_POLICY_BYTES};
-use super::ManifestError;
 use crate::model::{DesiredPolicy, DesiredState, PolicyName};
 
 /// How deep the search for unreferenced `.sentinel` files descends, and how many directory
@@ -70,7 +70,11 @@ pub fn load(dir: &Path) -> Result<Loaded, ManifestError> {
     warnings.extend(
         sentinels
             .iter()
-            .filter(|f| f.canonical.as_ref().is_some_and(|c| !referenced.contains(c)))
+            .filter(|f| {
+                f.canonical
+                    .as_ref()
+                    .is_some_and(|c| !referenced.contains(c))
+            })
             .map(|f| unreferenced(dir, &f.rel)),
     );
     Ok(Loaded {
@@ -210,7 +214,12 @@ fn read_policy(
 
     match fs::symlink_metadata(&full) {
         Ok(_) => {}
-        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
             return Err(missing());
         }
         Err(e) => return Err(at_manifest(format!("cannot read {shown}: {e}"), perm_fix())),
@@ -225,7 +234,12 @@ fn read_policy(
                     .into(),
             ));
         }
-        Err(e) => return Err(at_manifest(format!("cannot resolve {shown}: {e}"), perm_fix())),
+        Err(e) => {
+            return Err(at_manifest(
+                format!("cannot resolve {shown}: {e}"),
+                perm_fix(),
+            ));
+        }
     };
     if !canonical.starts_with(root) {
         return Err(at_manifest(
@@ -293,7 +307,10 @@ fn not_utf8(file: &Path, bytes: &[u8], e: std::str::Utf8Error, fix: &str) -> Dia
     let valid = &bytes[..e.valid_up_to()];
     let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
     // The prefix is valid UTF-8 by definition, so columns count characters as editors do.
-    let column = String::from_utf8_lossy(&valid[line_start..]).chars().count() + 1;
+    let column = String::from_utf8_lossy(&valid[line_start..])
+        .chars()
+        .count()
+        + 1;
     let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
     let bad = bytes.get(e.valid_up_to()).copied().unwrap_or_default();
     Diagnostic {

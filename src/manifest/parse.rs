@@ -214,7 +214,9 @@ impl Checker<'_> {
         let Value::Map(entries) = &root.value else {
             let fix = match &root.value {
                 Value::Seq(_) => "start the file with `policies:` and indent the list under it",
-                _ => "write the manifest as keys: `organization:`, `prune:`, `ignore:`, `policies:`",
+                _ => {
+                    "write the manifest as keys: `organization:`, `prune:`, `ignore:`, `policies:`"
+                }
             };
             self.error(
                 root.pos,
@@ -329,7 +331,9 @@ impl Checker<'_> {
             );
             return None;
         }
-        let text = self.scalar(v, "organization", "an organization name").ok()?;
+        let text = self
+            .scalar(v, "organization", "an organization name")
+            .ok()?;
         if text.trim().is_empty() {
             self.error(
                 v.pos,
@@ -371,8 +375,8 @@ impl Checker<'_> {
                 "" | "~" | "null" | "Null" | "NULL" => {
                     self.error(v.pos, "`prune` has no value", Some(FIX.to_owned()))
                 }
-                "yes" | "Yes" | "YES" | "no" | "No" | "NO" | "on" | "On" | "ON" | "off"
-                | "Off" | "OFF" | "y" | "n" => self.error(
+                "yes" | "Yes" | "YES" | "no" | "No" | "NO" | "on" | "On" | "ON" | "off" | "Off"
+                | "OFF" | "y" | "n" => self.error(
                     v.pos,
                     format!("`prune` must be true or false, found {text:?}"),
                     Some(format!(
@@ -607,9 +611,9 @@ impl Checker<'_> {
             return mode;
         }
         let fix = match mode_suggestion(text) {
-            Some(m) if m.as_str().eq_ignore_ascii_case(text) => format!(
-                "modes are spelled in lower case, as the API spells them: `{m}` ({ALL})"
-            ),
+            Some(m) if m.as_str().eq_ignore_ascii_case(text) => {
+                format!("modes are spelled in lower case, as the API spells them: `{m}` ({ALL})")
+            }
             Some(m) => format!("did you mean `{m}`? modes are {ALL}"),
             None => format!("modes are {ALL} (lower case, as the API spells them)"),
         };
@@ -650,10 +654,9 @@ impl Checker<'_> {
         } else if path.components().any(|c| c == Component::ParentDir) {
             Some((
                 format!("file path {text:?} uses `..`"),
-                format!(
-                    "policy files must live inside the policy directory: move the file in and \
-                     {WHERE}"
-                ),
+                "policy files must live inside the policy directory: move the file in and \
+                 write its path relative to policies.yaml"
+                    .to_owned(),
             ))
         } else {
             None
@@ -762,8 +765,11 @@ fn mode_suggestion(text: &str) -> Option<Mode> {
 }
 
 /// `a b/c` → `a-b-c`: a valid name close to an invalid one, for the fix. `None` when nothing
-/// usable is left (`..`, `é`).
+/// usable is left (`..`) or the name is not ASCII (no good guess for `política`).
 fn sanitize(text: &str) -> Option<String> {
+    if !text.is_ascii() {
+        return None;
+    }
     let mut out = String::new();
     for c in text.chars() {
         if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
@@ -803,9 +809,11 @@ mod tests {
 
     #[test]
     fn a_full_manifest_loads_with_defaults_filled_in() {
-        let m = ok("# comment\norganization: acme\nprune: false\nignore: [\"legacy-*\"]\n\
+        let m = ok(
+            "# comment\norganization: acme\nprune: false\nignore: [\"legacy-*\"]\n\
                     policies:\n  - name: require-tags\n    mode: hard-mandatory\n\
-                    \x20 - name: restrict-regions\n    file: network/restrict-regions.sentinel\n");
+                    \x20 - name: restrict-regions\n    file: network/restrict-regions.sentinel\n",
+        );
         assert_eq!(m.organization.as_deref(), Some("acme"));
         assert!(!m.prune);
         assert_eq!(m.ignore, ["legacy-*"]);
@@ -915,15 +923,25 @@ mod tests {
         assert!(e.contains("is a top-level key"), "{e}");
 
         let e = one_error("zzz: 1\npolicies: []\n");
-        assert!(e.contains("the top-level keys are `organization`, `prune`, `ignore` and `policies`"));
+        assert!(
+            e.contains("the top-level keys are `organization`, `prune`, `ignore` and `policies`")
+        );
     }
 
     #[test]
     fn duplicate_keys_are_errors_at_each_level() {
         let e = one_error("policies: []\npolicies: []\n");
-        assert!(e.starts_with("policies/policies.yaml:2:1: duplicate key `policies` (first written on line 1)"), "{e}");
+        assert!(
+            e.starts_with(
+                "policies/policies.yaml:2:1: duplicate key `policies` (first written on line 1)"
+            ),
+            "{e}"
+        );
         let e = one_error("policies:\n  - name: a\n    mode: advisory\n    mode: hard-mandatory\n");
-        assert!(e.starts_with("policies/policies.yaml:4:5: duplicate key `mode`"), "{e}");
+        assert!(
+            e.starts_with("policies/policies.yaml:4:5: duplicate key `mode`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -952,11 +970,14 @@ mod tests {
             ("\"a b\"", "e.g. to `a-b`"),
             ("a/b", "e.g. to `a-b`"),
             ("..", "rename it: names may use only"),
-            ("café", "e.g. to `caf`"),
+            ("café", "rename it: names may use only ASCII"),
             ("a.sentinel", "e.g. to `a-sentinel`"),
         ] {
             let e = one_error(&format!("policies:\n  - name: {name}\n"));
-            assert!(e.starts_with("policies/policies.yaml:2:11: invalid policy name"), "{e}");
+            assert!(
+                e.starts_with("policies/policies.yaml:2:11: invalid policy name"),
+                "{e}"
+            );
             assert!(e.contains(fix), "{name}: {e}");
         }
         for empty in ["", "''", "\"\"", "~"] {
@@ -989,12 +1010,18 @@ mod tests {
     #[test]
     fn modes_are_exact_with_spelling_help() {
         let cases = [
-            ("Hard-Mandatory", "lower case, as the API spells them: `hard-mandatory`"),
+            (
+                "Hard-Mandatory",
+                "lower case, as the API spells them: `hard-mandatory`",
+            ),
             ("SOFT-MANDATORY", "`soft-mandatory`"),
             ("hard_mandatory", "did you mean `hard-mandatory`?"),
             ("soft mandatory", "did you mean `soft-mandatory`?"),
             ("advisry", "did you mean `advisory`?"),
-            ("strict", "modes are hard-mandatory, soft-mandatory or advisory"),
+            (
+                "strict",
+                "modes are hard-mandatory, soft-mandatory or advisory",
+            ),
         ];
         for (mode, fix) in cases {
             let e = one_error(&format!("policies:\n  - name: a\n    mode: {mode}\n"));
@@ -1028,15 +1055,21 @@ mod tests {
         assert!(one_error("prune: yes\npolicies: []\n").contains("YAML 1.2"));
         assert!(one_error("prune: \"true\"\npolicies: []\n").contains("remove the quotes"));
         assert!(one_error("prune:\npolicies: []\n").contains("`prune` has no value"));
-        assert!(ok("prune: False\npolicies: []\n").prune == false);
+        assert!(!ok("prune: False\npolicies: []\n").prune);
         assert!(one_error("organization:\npolicies: []\n").contains("has no value"));
         assert!(one_error("organization: ''\npolicies: []\n").contains("is empty"));
         assert!(one_error("organization: my org\npolicies: []\n").contains("contains ' '"));
         assert!(one_error("organization: [a]\npolicies: []\n").contains("found a list"));
         let e = one_error("ignore: legacy-*\npolicies: []\n");
-        assert!(e.contains("write it as a list: `ignore: [\"legacy-*\"]`"), "{e}");
+        assert!(
+            e.contains("write it as a list: `ignore: [\"legacy-*\"]`"),
+            "{e}"
+        );
         let e = one_error("ignore: [\"legacy-[\", ok-*]\npolicies: []\n");
-        assert!(e.starts_with("policies/policies.yaml:1:10: invalid glob \"legacy-[\""), "{e}");
+        assert!(
+            e.starts_with("policies/policies.yaml:1:10: invalid glob \"legacy-[\""),
+            "{e}"
+        );
         assert!(one_error("ignore: ['']\npolicies: []\n").contains("empty glob"));
     }
 
@@ -1061,8 +1094,14 @@ mod tests {
         let e = errors(&bomb);
         assert_eq!(e.len(), 2, "{e:#?}");
         assert!(e[0].starts_with("policies/policies.yaml:1:"), "{e:#?}");
-        assert!(e[0].contains("YAML anchors (`&name`) are not supported"), "{e:#?}");
-        assert!(e[1].contains("YAML aliases (`*name`) are not supported"), "{e:#?}");
+        assert!(
+            e[0].contains("YAML anchors (`&name`) are not supported"),
+            "{e:#?}"
+        );
+        assert!(
+            e[1].contains("YAML aliases (`*name`) are not supported"),
+            "{e:#?}"
+        );
     }
 
     #[test]
@@ -1072,6 +1111,34 @@ mod tests {
         assert!(m.warnings[0].to_string().starts_with(
             "policies/policies.yaml:3:5: policy \"legacy-x\" matches the ignore glob"
         ));
+    }
+
+    proptest::proptest! {
+        /// Hostile input never panics the checker, and every problem comes with a fix.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
+            for d in check(&text, Path::new(PATH)).errors {
+                proptest::prop_assert!(d.fix.is_some(), "{}", d);
+            }
+        }
+
+        /// The same for text made of YAML's own building blocks, which reaches much deeper into
+        /// the parser and the rules than random characters do.
+        #[test]
+        fn yaml_shaped_text_never_panics(parts in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "policies:", "organization:", "prune:", "ignore:", "\n", "\r\n", "  ", "- ",
+                "name: ", "mode: ", "file: ", "a", "advisory", "../x", "/x", "&x ", "*x", "[",
+                "]", "{", "}", ", ", ": ", "\t", "---\n", "'", "\"", "# c", "? ", "!!str ", "~",
+                "|\n", "\u{feff}", "é",
+            ]),
+            0..80,
+        )) {
+            let text = parts.concat();
+            for d in check(&text, Path::new(PATH)).errors {
+                proptest::prop_assert!(d.fix.is_some(), "{}", d);
+            }
+        }
     }
 
     #[test]

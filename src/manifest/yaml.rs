@@ -50,7 +50,10 @@ pub(crate) struct Node {
 pub(crate) enum Value {
     /// A scalar as written. `plain` is false for quoted and block scalars, which YAML never reads
     /// as null, a boolean or a number.
-    Scalar { text: String, plain: bool },
+    Scalar {
+        text: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     /// Entries in document order; a key written twice appears twice.
     Map(Vec<(Key, Node)>),
@@ -105,8 +108,8 @@ enum Frame {
 /// Parses one YAML document. `Ok(None)` for a stream with no document at all (empty, or only
 /// comments). A scanner error (bad syntax, tabs) stops at once; the unsupported features above
 /// are all collected before giving up.
-pub(crate) fn parse(text: &str) -> Result<Option<Node>, Vec<YamlError>> {
-    let mut parser = Parser::new_from_str(text);
+pub(crate) fn parse(source: &str) -> Result<Option<Node>, Vec<YamlError>> {
+    let mut parser = Parser::new_from_str(source);
     let mut stack: Vec<Frame> = Vec::new();
     let mut root: Option<Node> = None;
     let mut documents = 0usize;
@@ -162,7 +165,7 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, Vec<YamlError>> {
             }
             Event::Scalar(text, style, anchor, tag) => {
                 if anchor != 0 {
-                    once(&mut errors, ANCHOR, anchor_error(pos));
+                    once(&mut errors, ANCHOR, anchor_error(source, &marker));
                 }
                 if tag.is_some() {
                     once(&mut errors, TAG, tag_error(pos));
@@ -177,7 +180,7 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, Vec<YamlError>> {
             }
             Event::SequenceStart(anchor, ref tag) | Event::MappingStart(anchor, ref tag) => {
                 if anchor != 0 {
-                    once(&mut errors, ANCHOR, anchor_error(pos));
+                    once(&mut errors, ANCHOR, anchor_error(source, &marker));
                 }
                 if tag.is_some() {
                     once(&mut errors, TAG, tag_error(pos));
@@ -288,7 +291,23 @@ fn scan_error(marker: &Marker, info: &str) -> YamlError {
     }
 }
 
-fn anchor_error(pos: Pos) -> YamlError {
+/// The parser marks a node after its anchor (`&a [x]` is marked at `[`); point at the `&`
+/// itself, the last one before the node.
+fn anchor_error(text: &str, node: &Marker) -> YamlError {
+    let before: Vec<char> = text.chars().take(node.index() + 1).collect();
+    let pos = match before.iter().rposition(|c| *c == '&') {
+        Some(at) => {
+            let line_start = before[..at]
+                .iter()
+                .rposition(|c| *c == '\n')
+                .map_or(0, |i| i + 1);
+            Pos {
+                line: before[..at].iter().filter(|c| **c == '\n').count() + 1,
+                column: at - line_start + 1,
+            }
+        }
+        None => Pos::from_marker(node),
+    };
     YamlError {
         pos,
         message: "YAML anchors (`&name`) are not supported in policies.yaml".into(),
@@ -337,7 +356,13 @@ mod tests {
         let policy = map(&items[0]);
         assert_eq!(policy[0].0.text, "name");
         assert_eq!(policy[0].0.pos, Pos { line: 3, column: 5 });
-        assert_eq!(policy[1].1.pos, Pos { line: 4, column: 11 });
+        assert_eq!(
+            policy[1].1.pos,
+            Pos {
+                line: 4,
+                column: 11
+            }
+        );
     }
 
     #[test]
@@ -366,7 +391,7 @@ mod tests {
                     c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n";
         let errors = parse(bomb).unwrap_err();
         assert_eq!(errors.len(), 2, "one error per feature: {errors:?}");
-        assert_eq!(errors[0].pos.line, 1);
+        assert_eq!(errors[0].pos, Pos { line: 1, column: 4 });
         assert!(errors[0].message.contains("anchors"));
         assert_eq!(errors[1].pos.line, 2);
         assert!(errors[1].message.contains("aliases"), "{errors:?}");
@@ -393,7 +418,11 @@ mod tests {
 
     #[test]
     fn tags_and_complex_keys_are_errors() {
-        assert!(parse("a: !!str 1\n").unwrap_err()[0].message.contains("tags"));
+        assert!(
+            parse("a: !!str 1\n").unwrap_err()[0]
+                .message
+                .contains("tags")
+        );
         assert!(
             parse("? [a]\n: 1\n").unwrap_err()[0]
                 .message

@@ -7,21 +7,25 @@
 //! | [`schedule`] | when to reconcile: debounce, timer, backoff, coalescing, shutdown bound |
 //! | [`fs`] | native file events for the directory, bridged into tokio |
 //! | [`drift`] | which planned changes are drift (pure) |
+//! | [`cycle`] | what one reconcile does: snapshot, fetch, plan, drift, apply, record |
 //! | [`metrics`], [`health`] | the Prometheus metrics and the HTTP endpoints |
-//! | [`logging`] | tracing setup, shared by every command |
+//! | `daemon` | [`run`]: listen, preflight, file watch, loop, two-stage shutdown |
 //!
 //! The reconcile itself is the one-shot path's [`crate::reconcile`]; nothing here duplicates it.
 
+pub mod cycle;
+mod daemon;
 pub mod drift;
 pub mod fs;
 pub mod health;
-pub mod logging;
 pub mod metrics;
 pub mod schedule;
 
 use std::time::Duration;
 
-pub use logging::{LogFormat, init_logging};
+pub use daemon::{DaemonConfig, DaemonError, run, run_daemon};
+
+use crate::logging::LogFormat;
 
 /// What `watch` does with drift (changes made on the service, not in the directory).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -56,10 +60,14 @@ pub struct WatchArgs {
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// Download and compare every policy's code at least this often; other timer reconciles
+    /// Download and compare every policy's code at least this often; other reconciles
     /// download only policies whose upload time changed.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_positive_duration)]
     pub verify_interval: Duration,
+
+    /// Plan and log what would change; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -77,8 +77,11 @@ impl CycleReport {
 }
 
 /// The work of one reconcile. The loop never runs two at once (it holds `&mut self`).
+///
+/// The future need not be `Send`: the daemon awaits the loop on its own task (the real cycle
+/// holds the one-shot path's apply stream, whose borrows are not `Send`-provable).
 pub trait Cycle {
-    fn run(&mut self, trigger: Trigger) -> impl Future<Output = CycleReport> + Send;
+    fn run(&mut self, trigger: Trigger) -> impl Future<Output = CycleReport>;
 }
 
 /// Timing settings of the loop.
@@ -359,7 +362,7 @@ mod tests {
     }
 
     impl Cycle for Fake {
-        fn run(&mut self, trigger: Trigger) -> impl Future<Output = CycleReport> + Send {
+        fn run(&mut self, trigger: Trigger) -> impl Future<Output = CycleReport> {
             self.calls
                 .lock()
                 .unwrap()

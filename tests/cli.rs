@@ -1,0 +1,527 @@
+//! `validate`, `plan` and `sync` end to end: the real binary against the emulator.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+use tfe_policy_sync::emulator::{
+    EmulatorConfig, Fault, Faults, RateLimit, Running, StoredPolicy, TokenConfig,
+};
+use tfe_policy_sync::model::Mode;
+
+use crate::support::cli::{Cmd, PolicyDir, code_for};
+use crate::support::emulator::{ORG, TOKEN, start_with, unlimited};
+
+/// The organization's policies by name: (mode, code).
+fn remote(server: &Running) -> BTreeMap<String, (Mode, Option<Vec<u8>>)> {
+    let policies: Vec<StoredPolicy> = server.emulator.policies(ORG);
+    let by_name: BTreeMap<_, _> = policies
+        .iter()
+        .map(|p| (p.name.clone(), (p.mode, p.code.clone())))
+        .collect();
+    assert_eq!(by_name.len(), policies.len(), "duplicate policy names");
+    by_name
+}
+
+fn mutating_requests(server: &Running) -> Vec<String> {
+    server
+        .emulator
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != reqwest::Method::GET)
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+#[track_caller]
+fn assert_converged(server: &Running, dir: &PolicyDir, n: usize) {
+    let remote = remote(server);
+    assert_eq!(remote.len(), n);
+    let modes = [Mode::HardMandatory, Mode::SoftMandatory, Mode::Advisory];
+    for i in 0..n {
+        let name = format!("policy-{i:03}");
+        let (mode, code) = &remote[&name];
+        assert_eq!(*mode, modes[i % 3], "{name}");
+        assert_eq!(code.as_deref(), Some(code_for(&name).as_bytes()), "{name}");
+    }
+    let _ = dir;
+}
+
+#[tokio::test]
+async fn sync_fills_a_fresh_organization_with_more_than_a_page_then_plan_shows_no_changes() {
+    let server = start_with(unlimited()).await;
+    let dir = PolicyDir::generated(120);
+
+    Cmd::against(&server, "sync", dir.path())
+        .run()
+        .await
+        .assert_code(0);
+    assert_converged(&server, &dir, 120);
+
+    server.emulator.clear_requests();
+    let run = Cmd::against(&server, "plan", dir.path())
+        .arg("--detailed-exitcode")
+        .run()
+        .await;
+    run.assert_code(0);
+    assert!(run.stdout.starts_with("No changes."), "{}", run.stdout);
+    assert!(mutating_requests(&server).is_empty());
+}
+
+#[tokio::test]
+async fn plan_makes_only_get_requests_and_exits_2_when_there_are_changes() {
+    let server = start_with(unlimited()).await;
+    server
+        .emulator
+        .insert_policy(ORG, "extra", Mode::Advisory, Some(b"x"));
+    let dir = PolicyDir::generated(3);
+    let before = remote(&server);
+
+    let run = Cmd::against(&server, "plan", dir.path())
+        .arg("--detailed-exitcode")
+        .run()
+        .await;
+    run.assert_code(2);
+    assert!(
+        run.stdout
+            .contains("Plan: 3 to create, 0 to update, 1 to delete"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(mutating_requests(&server), Vec::<String>::new());
+    assert_eq!(remote(&server), before);
+
+    // Without --detailed-exitcode a plan with changes is still a success.
+    Cmd::against(&server, "plan", dir.path())
+        .run()
+        .await
+        .assert_code(0);
+    // And `sync --dry-run` is `plan`.
+    Cmd::against(&server, "sync", dir.path())
+        .arg("--dry-run")
+        .run()
+        .await
+        .assert_code(0);
+    assert_eq!(mutating_requests(&server), Vec::<String>::new());
+}
+
+/// One policy of each kind of drift, and the manifest that wants them back.
+fn drifted() -> (PolicyDir, impl Fn(&Running)) {
+    let dir = PolicyDir::new(
+        "organization: my-organization\nignore: [\"legacy-*\"]\npolicies:\n\
+         - name: wrong-mode\n  mode: hard-mandatory\n\
+         - name: wrong-code\n  mode: advisory\n\
+         - name: no-code\n  mode: soft-mandatory\n\
+         - name: in-sync\n  mode: advisory\n\
+         - name: missing\n  mode: advisory\n",
+        &[
+            ("wrong-mode.sentinel", "main = rule { true }\n"),
+            ("wrong-code.sentinel", "main = rule { 1 < 2 }\n"),
+            ("no-code.sentinel", ""),
+            ("in-sync.sentinel", "main = rule { true }\n"),
+            ("missing.sentinel", "main = rule { true }\n"),
+        ],
+    );
+    let seed = |server: &Running| {
+        let e = &server.emulator;
+        e.insert_policy(
+            ORG,
+            "wrong-mode",
+            Mode::Advisory,
+            Some(b"main = rule { true }\n"),
+        );
+        e.insert_policy(
+            ORG,
+            "wrong-code",
+            Mode::Advisory,
+            Some(b"main = rule { false }\n"),
+        );
+        e.insert_policy(ORG, "no-code", Mode::SoftMandatory, None);
+        e.insert_policy(
+            ORG,
+            "in-sync",
+            Mode::Advisory,
+            Some(b"main = rule { true }\n"),
+        );
+        e.insert_policy(
+            ORG,
+            "extra",
+            Mode::HardMandatory,
+            Some(b"main = rule { true }\n"),
+        );
+        e.insert_policy(ORG, "legacy-kept", Mode::Advisory, Some(b"old"));
+    };
+    (dir, seed)
+}
+
+#[tokio::test]
+async fn plan_json_lists_every_kind_of_drift() {
+    let server = start_with(unlimited()).await;
+    let (dir, seed) = drifted();
+    seed(&server);
+
+    let run = Cmd::against(&server, "plan", dir.path())
+        .args(["--output", "json"])
+        .run()
+        .await;
+    run.assert_code(0);
+    let by_name: BTreeMap<String, serde_json::Value> = run.json()["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap().to_owned(), c.clone()))
+        .collect();
+    assert_eq!(
+        by_name.keys().collect::<Vec<_>>(),
+        ["extra", "missing", "no-code", "wrong-code", "wrong-mode"]
+    );
+    assert_eq!(
+        by_name["wrong-mode"],
+        json!({"name": "wrong-mode", "action": "update",
+               "mode": {"from": "advisory", "to": "hard-mandatory"}, "code_changed": false})
+    );
+    assert_eq!(by_name["wrong-code"]["code_changed"], true);
+    assert_eq!(by_name["no-code"]["code_changed"], true);
+    assert_eq!(by_name["missing"]["action"], "create");
+    assert_eq!(
+        by_name["extra"],
+        json!({"name": "extra", "action": "delete"})
+    );
+    assert_eq!(
+        run.json()["summary"],
+        json!({"create": 1, "update": 3, "delete": 1, "unchanged": 1})
+    );
+}
+
+#[tokio::test]
+async fn sync_heals_every_kind_of_drift_and_leaves_ignored_policies_alone() {
+    let server = start_with(unlimited()).await;
+    let (dir, seed) = drifted();
+    seed(&server);
+
+    let run = Cmd::against(&server, "sync", dir.path())
+        .args(["--output", "json"])
+        .run()
+        .await;
+    run.assert_code(0);
+    assert!(
+        run.json()["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["status"] == "ok"),
+        "{}",
+        run.stdout
+    );
+
+    let after = remote(&server);
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        [
+            "in-sync",
+            "legacy-kept",
+            "missing",
+            "no-code",
+            "wrong-code",
+            "wrong-mode"
+        ]
+    );
+    assert_eq!(after["wrong-mode"].0, Mode::HardMandatory);
+    assert_eq!(
+        after["wrong-code"].1.as_deref(),
+        Some(&b"main = rule { 1 < 2 }\n"[..])
+    );
+    assert_eq!(after["no-code"].1.as_deref(), Some(&b""[..]));
+    assert_eq!(
+        after["legacy-kept"],
+        (Mode::Advisory, Some(b"old".to_vec()))
+    );
+
+    let again = Cmd::against(&server, "plan", dir.path())
+        .arg("--detailed-exitcode")
+        .run()
+        .await;
+    again.assert_code(0);
+    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+}
+
+#[tokio::test]
+async fn no_prune_flag_and_prune_false_keep_extra_policies() {
+    let server = start_with(unlimited()).await;
+    server
+        .emulator
+        .insert_policy(ORG, "extra", Mode::Advisory, Some(b"x"));
+    let dir = PolicyDir::generated(1);
+
+    let run = Cmd::against(&server, "sync", dir.path())
+        .arg("--no-prune")
+        .run()
+        .await;
+    run.assert_code(0);
+    assert!(remote(&server).contains_key("extra"));
+    assert!(
+        run.stdout.contains("kept because pruning is off: extra"),
+        "{}",
+        run.stdout
+    );
+
+    let no_prune = PolicyDir::new(
+        "prune: false\npolicies:\n  - name: policy-000\n    mode: hard-mandatory\n",
+        &[("policy-000.sentinel", &code_for("policy-000"))],
+    );
+    Cmd::against(&server, "sync", no_prune.path())
+        .run()
+        .await
+        .assert_code(0);
+    assert!(remote(&server).contains_key("extra"));
+
+    // Pruning on (the default): the extra policy goes.
+    Cmd::against(&server, "sync", dir.path())
+        .run()
+        .await
+        .assert_code(0);
+    assert!(!remote(&server).contains_key("extra"));
+}
+
+#[tokio::test]
+async fn an_empty_manifest_deletes_nothing_without_allow_empty() {
+    let server = start_with(unlimited()).await;
+    server
+        .emulator
+        .insert_policy(ORG, "a", Mode::Advisory, Some(b"x"));
+    server
+        .emulator
+        .insert_policy(ORG, "b", Mode::Advisory, Some(b"x"));
+    let dir = PolicyDir::new("policies: []\n", &[]);
+
+    let run = Cmd::against(&server, "sync", dir.path()).run().await;
+    run.assert_code(1);
+    assert!(run.stderr.contains("--allow-empty"), "{}", run.stderr);
+    assert_eq!(mutating_requests(&server), Vec::<String>::new());
+    assert_eq!(remote(&server).len(), 2);
+
+    Cmd::against(&server, "sync", dir.path())
+        .arg("--allow-empty")
+        .run()
+        .await
+        .assert_code(0);
+    assert!(remote(&server).is_empty());
+}
+
+#[tokio::test]
+async fn a_wrong_token_fails_clearly_without_printing_it() {
+    let server = start_with(unlimited()).await;
+    let dir = PolicyDir::generated(1);
+    let wrong = "wrong-secret-token-value";
+    let run = Cmd::against(&server, "plan", dir.path())
+        .env("TFE_TOKEN", wrong)
+        .run()
+        .await;
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("401") || run.stderr.contains("token"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains(wrong) && !run.stdout.contains(wrong));
+}
+
+#[tokio::test]
+async fn an_unknown_organization_names_every_possible_cause() {
+    let server = start_with(unlimited()).await;
+    let dir = PolicyDir::generated(1);
+    let run = Cmd::against(&server, "sync", dir.path())
+        .args(["--organization", "no-such-org"])
+        .run()
+        .await;
+    run.assert_code(1);
+    assert!(run.stderr.contains("no-such-org"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("not exist") || run.stderr.contains("does not"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(mutating_requests(&server), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_token_without_the_right_to_manage_policies_fails_every_change() {
+    let mut config = unlimited();
+    config
+        .tokens
+        .push(TokenConfig::user("reader", "reader", [ORG]).without_manage_policies());
+    let server = start_with(config).await;
+    let dir = PolicyDir::generated(2);
+
+    let run = Cmd::against(&server, "sync", dir.path())
+        .env("TFE_TOKEN", "reader")
+        .args(["--output", "json"])
+        .run()
+        .await;
+    run.assert_code(1);
+    let changes = run.json()["changes"].as_array().unwrap().clone();
+    assert_eq!(changes.len(), 2);
+    assert!(
+        changes
+            .iter()
+            .all(|c| c["status"] == "failed" && c["error"].is_string())
+    );
+    assert!(remote(&server).is_empty());
+}
+
+#[tokio::test]
+async fn every_token_source_works_in_the_contract_order() {
+    let server = start_with(unlimited()).await;
+    let dir = PolicyDir::generated(1);
+    let port = server.addr.port();
+    let plan = || Cmd::against(&server, "plan", dir.path()).env_remove("TFE_TOKEN");
+
+    // --token-file wins over a wrong TFE_TOKEN.
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let mut cmd = plan()
+        .arg("--token-file")
+        .arg(&token_file)
+        .env("TFE_TOKEN", "wrong");
+    let _ = cmd.command();
+    cmd.run().await.assert_code(0);
+
+    // TFE_TOKEN wins over TF_TOKEN_<host>.
+    plan()
+        .env("TFE_TOKEN", TOKEN)
+        .env("TF_TOKEN_127_0_0_1", "wrong")
+        .run()
+        .await
+        .assert_code(0);
+
+    // TF_TOKEN_<host>, the host name with dots as underscores.
+    plan()
+        .env("TF_TOKEN_127_0_0_1", TOKEN)
+        .run()
+        .await
+        .assert_code(0);
+
+    // The Terraform CLI credentials file; the key carries the non-default port.
+    let cmd = plan();
+    let creds = cmd.home().join(".terraform.d");
+    std::fs::create_dir_all(&creds).unwrap();
+    std::fs::write(
+        creds.join("credentials.tfrc.json"),
+        json!({"credentials": {format!("127.0.0.1:{port}"): {"token": TOKEN}}}).to_string(),
+    )
+    .unwrap();
+    cmd.run().await.assert_code(0);
+
+    // And with none of them, a clear error that names the sources.
+    let run = plan().run().await;
+    run.assert_code(1);
+    assert!(run.stderr.contains("TFE_TOKEN"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn sync_converges_in_one_run_despite_failures_before_and_after_applying() {
+    let mut config = unlimited();
+    config.faults = Faults {
+        before: Fault::rate(0.2),
+        after: Fault::rate(0.1).mutating(),
+        seed: 7,
+        ..Faults::default()
+    };
+    let server = start_with(config).await;
+    let dir = PolicyDir::generated(40);
+
+    Cmd::against(&server, "sync", dir.path())
+        .run()
+        .await
+        .assert_code(0);
+    server.emulator.set_faults(Faults::default());
+    assert_converged(&server, &dir, 40);
+}
+
+#[tokio::test]
+async fn sync_converges_under_a_tight_rate_limit() {
+    let config = EmulatorConfig {
+        rate_limit: Some(RateLimit {
+            per_second: 20,
+            burst: 5,
+        }),
+        ..EmulatorConfig::default()
+    };
+    let server = start_with(config).await;
+    let dir = PolicyDir::generated(20);
+    Cmd::against(&server, "sync", dir.path())
+        .run()
+        .await
+        .assert_code(0);
+    assert_converged(&server, &dir, 20);
+}
+
+#[tokio::test]
+async fn sync_reports_a_failed_change_and_still_attempts_the_others() {
+    let mut config = unlimited();
+    // Every upload fails for good (more 500s than the client retries).
+    config.faults = Faults {
+        before: Fault::rate(1.0)
+            .on(tfe_policy_sync::emulator::FaultTarget::Method(
+                reqwest::Method::PUT,
+            ))
+            .with_status(500),
+        ..Faults::default()
+    };
+    let server = start_with(config).await;
+    server.emulator.insert_policy(
+        ORG,
+        "policy-000",
+        Mode::Advisory,
+        Some(code_for("policy-000").as_bytes()),
+    );
+    server
+        .emulator
+        .insert_policy(ORG, "extra", Mode::Advisory, Some(b"x"));
+    let dir = PolicyDir::generated(2);
+
+    let run = Cmd::against(&server, "sync", dir.path())
+        .args(["--output", "json"])
+        .run()
+        .await;
+    run.assert_code(1);
+    let changes = run.json()["changes"].as_array().unwrap().clone();
+    let status = |name: &str| {
+        changes
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| c["status"].as_str().unwrap().to_owned())
+    };
+    // The mode change needs no upload and succeeds; the create fails at its upload.
+    assert_eq!(status("policy-000").as_deref(), Some("ok"));
+    assert_eq!(status("policy-001").as_deref(), Some("failed"));
+    // Deletions wait for every create and update: the extra policy is still there.
+    assert_eq!(status("extra").as_deref(), Some("failed"));
+    assert!(remote(&server).contains_key("extra"));
+    assert_eq!(remote(&server)["policy-000"].0, Mode::HardMandatory);
+}
+
+#[tokio::test]
+async fn validate_accepts_the_example_directory_without_network() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/policies");
+    let run = Cmd::new(&["validate", "--dir", dir]).run().await;
+    run.assert_code(0);
+    assert!(run.stdout.contains("valid, 5 policies"), "{}", run.stdout);
+}
+
+#[tokio::test]
+async fn markdown_output_is_a_pull_request_comment() {
+    let server = start_with(unlimited()).await;
+    let dir = PolicyDir::generated(2);
+    let run = Cmd::against(&server, "plan", dir.path())
+        .args(["--output", "markdown"])
+        .run()
+        .await;
+    run.assert_code(0);
+    assert!(
+        run.stdout
+            .contains("| ➕ | `policy-000` | create | hard-mandatory | new |"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("```diff"), "{}", run.stdout);
+}
