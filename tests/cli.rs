@@ -525,3 +525,66 @@ async fn markdown_output_is_a_pull_request_comment() {
     );
     assert!(run.stdout.contains("```diff"), "{}", run.stdout);
 }
+
+#[tokio::test]
+async fn every_invalid_directory_fails_validate_and_sync_without_a_single_request() {
+    let server = start_with(unlimited()).await;
+    let cases = crate::support::manifest_corpus::hostile_cases();
+    assert!(cases.len() >= 25, "the corpus has {} cases", cases.len());
+    for case in &cases {
+        // A guard, not a timing: a FIFO or a huge file must never hang the tool.
+        let guard = std::time::Duration::from_secs(30);
+        let validate =
+            tokio::time::timeout(guard, Cmd::new(&["validate", "--dir"]).arg(&case.dir).run())
+                .await
+                .unwrap_or_else(|_| panic!("{}: validate hung", case.name));
+        assert_eq!(validate.code, Some(1), "{}: {validate:?}", case.name);
+        for expected in [case.location, case.message] {
+            assert!(
+                validate.stderr.contains(expected),
+                "{}: stderr lacks {expected:?}:\n{}",
+                case.name,
+                validate.stderr
+            );
+        }
+
+        let sync = tokio::time::timeout(guard, Cmd::against(&server, "sync", &case.dir).run())
+            .await
+            .unwrap_or_else(|_| panic!("{}: sync hung", case.name));
+        assert_eq!(sync.code, Some(1), "{}: {sync:?}", case.name);
+        assert!(
+            sync.stderr.contains(case.location),
+            "{}: {}",
+            case.name,
+            sync.stderr
+        );
+        assert_eq!(
+            server.emulator.requests().len(),
+            0,
+            "{}: sync of an invalid directory reached the API",
+            case.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn valid_oddities_sync_byte_for_byte() {
+    let server = start_with(unlimited()).await;
+    for case in crate::support::manifest_corpus::valid_oddities() {
+        Cmd::against(&server, "sync", &case.dir)
+            .arg("--allow-empty")
+            .run()
+            .await
+            .assert_code(0);
+        let loaded = tfe_policy_sync::manifest::load(&case.dir).unwrap();
+        let remote = remote(&server);
+        for (name, policy) in &loaded.desired.policies {
+            assert_eq!(
+                remote[name.as_str()].1.as_deref(),
+                Some(policy.code.as_slice()),
+                "{}: {name}",
+                case.name
+            );
+        }
+    }
+}
