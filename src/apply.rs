@@ -93,11 +93,11 @@ async fn run_phase(
             }
             let status = match apply_change(client, change).await {
                 Ok(()) => {
-                    tracing::info!(policy = change.name(), action = change.action().as_str(), "applied");
+                    tracing::debug!(policy = change.name(), action = change.action().as_str(), "applied");
                     Status::Ok
                 }
                 Err(e) => {
-                    tracing::warn!(policy = change.name(), action = change.action().as_str(), error = %e, "failed");
+                    tracing::debug!(policy = change.name(), action = change.action().as_str(), error = %e, "failed");
                     Status::Failed(e.to_string())
                 }
             };

@@ -12,11 +12,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{Client, ClientOptions};
 use crate::config::{self, ConnectionArgs};
-use crate::emulator;
 use crate::logging::{self, LogFormat};
 use crate::manifest::{self, Loaded};
 use crate::reconcile::{Reconciler, Settings};
 use crate::report::{Format, Report};
+use crate::{emulator, watch};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,6 +42,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Apply the plan once, then exit.
     Sync(SyncArgs),
+    /// Reconcile at start, on file change and every --interval, until SIGINT/SIGTERM.
+    Watch(WatchCommand),
     /// Serve an in-memory Policies API for trials and tests.
     Emulator(emulator::EmulatorArgs),
 }
@@ -106,10 +108,22 @@ pub struct SyncArgs {
     pub dry_run: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct WatchCommand {
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    #[command(flatten)]
+    pub watch: watch::WatchArgs,
+}
+
 /// Parses the command line, runs the command and turns its outcome into an exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let log_format = LogFormat::Text;
+    let log_format = match &cli.command {
+        Command::Watch(w) => w.watch.log_format,
+        _ => LogFormat::Text,
+    };
     logging::init(cli.verbose, log_format);
     match run(cli) {
         Ok(code) => code,
@@ -126,6 +140,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => runtime()?.block_on(plan(args.common, args.detailed_exitcode)),
         Command::Sync(args) if args.dry_run => runtime()?.block_on(plan(args.common, false)),
         Command::Sync(args) => runtime()?.block_on(sync(args.common)),
+        Command::Watch(args) => {
+            tokio::runtime::Runtime::new()?.block_on(watch::run(args.common, args.watch))
+        }
         Command::Emulator(args) => tokio::runtime::Runtime::new()?
             .block_on(emulator::run_cli(args))
             .map(|()| ExitCode::SUCCESS),

@@ -6,3 +6,4 @@ mod emulator;
 mod client;
 mod manifest;
 mod cli;
+mod watch;

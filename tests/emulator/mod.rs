@@ -3,6 +3,7 @@
 //! comparisons with the samples of the seed's API document.
 
 mod api;
+mod cli;
 mod errors;
 mod faults;
 mod golden;
