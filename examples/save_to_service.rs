@@ -154,7 +154,8 @@ async fn run(scenario: &Scenario) -> anyhow::Result<Row> {
         shutdown.cancel();
         result
     };
-    let (daemon, latencies) = tokio::join!(watch::run_daemon(config, None, shutdown.clone()), measure);
+    let (daemon, latencies) =
+        tokio::join!(watch::run_daemon(config, None, shutdown.clone()), measure);
     daemon?;
     server.stop().await;
     let name = format!(

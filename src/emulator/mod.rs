@@ -509,3 +509,88 @@ fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'stati
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: EmulatorArgs,
+    }
+
+    fn config(args: &[&str]) -> EmulatorConfig {
+        let argv = std::iter::once("emulator").chain(args.iter().copied());
+        Cli::try_parse_from(argv).unwrap().args.config()
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = config(&[]);
+        assert_eq!(c.organizations, [DEFAULT_ORGANIZATION]);
+        assert_eq!(c.tokens.len(), 1);
+        assert_eq!(c.tokens[0].token, DEFAULT_TOKEN);
+        assert!(c.tokens[0].may_manage_policies);
+        assert_eq!(c.rate_limit, Some(RateLimit::DOCUMENTED));
+        assert_eq!(c.latency, Duration::ZERO);
+        assert_eq!(c.max_upload, MAX_UPLOAD);
+    }
+
+    #[test]
+    fn flags_map_to_the_configuration() {
+        let c = config(&[
+            "--organization",
+            "a",
+            "--organization",
+            "b",
+            "--token",
+            "t1",
+            "--token",
+            "t2",
+            "--read-only-token",
+            "r",
+            "--rate-limit",
+            "5",
+            "--burst",
+            "2",
+            "--latency",
+            "20ms",
+            "--fail-rate",
+            "0.5",
+            "--fail-mutating-only",
+            "--fail-after-rate",
+            "0.25",
+            "--seed",
+            "9",
+        ]);
+        assert_eq!(c.organizations, ["a", "b"]);
+        let users: Vec<_> = c
+            .tokens
+            .iter()
+            .map(|t| (t.token.as_str(), t.user.as_str(), t.may_manage_policies))
+            .collect();
+        assert_eq!(
+            users,
+            [
+                ("t1", "user-1", true),
+                ("t2", "user-2", true),
+                ("r", "reader-1", false)
+            ]
+        );
+        assert!(c.tokens.iter().all(|t| t.organizations == ["a", "b"]));
+        assert_eq!(
+            c.rate_limit,
+            Some(RateLimit {
+                per_second: 5,
+                burst: 2
+            })
+        );
+        assert_eq!(c.latency, Duration::from_millis(20));
+        assert_eq!(c.faults.before, Fault::rate(0.5).mutating());
+        assert_eq!(c.faults.after, Fault::rate(0.25).mutating());
+        assert_eq!((c.faults.seed, c.seed), (9, Some(9)));
+        assert_eq!(config(&["--rate-limit", "0"]).rate_limit, None);
+    }
+}

@@ -29,6 +29,9 @@ use crate::plan::{Action, Change, Plan};
 use crate::reconcile::{Reconciler, Settings};
 use crate::report::Status as ChangeStatus;
 
+/// Retries of one request within a cycle (the one-shot commands use the client's default).
+const CLIENT_RETRIES: u32 = 2;
+
 /// What a cycle needs besides its state.
 #[derive(Debug, Clone)]
 pub struct CycleSettings {
@@ -122,7 +125,11 @@ impl WatchCycle {
                     "the policy directory {} is invalid ({} {})",
                     self.settings.dir.display(),
                     e.diagnostics.len(),
-                    if e.diagnostics.len() == 1 { "problem" } else { "problems" }
+                    if e.diagnostics.len() == 1 {
+                        "problem"
+                    } else {
+                        "problems"
+                    }
                 ))
             }
         }
@@ -168,6 +175,10 @@ impl WatchCycle {
                 concurrency: self.settings.concurrency,
                 cancel: self.cancel.clone(),
                 observer: Some(self.status.metrics.clone()),
+                // A blip (a lost response, one 503) is retried within the cycle; a longer
+                // outage fails the cycle quickly and the loop's backoff takes over, so
+                // `/readyz` and the log show it within seconds.
+                max_retries: CLIENT_RETRIES,
                 ..ClientOptions::default()
             },
         )
@@ -216,7 +227,18 @@ impl WatchCycle {
         // 1. A whole, validated snapshot, or nothing.
         let desired = match self.load().await {
             Ok(loaded) => loaded.desired,
-            Err(summary) => return (CycleReport::new(CycleOutcome::Skipped, summary), Some(Invalid)),
+            Err(summary) => {
+                // Without file events (the directory does not exist yet, or cannot be watched)
+                // nothing would announce the fix: retry with backoff instead of waiting for
+                // the timer.
+                let watched = self.watcher.as_ref().is_some_and(DirWatcher::is_active);
+                let outcome = if watched {
+                    CycleOutcome::Skipped
+                } else {
+                    CycleOutcome::Failed
+                };
+                return (CycleReport::new(outcome, summary), Some(Invalid));
+            }
         };
 
         // A file event that changed nothing that matters (a touched file, an unrelated file):
@@ -237,9 +259,17 @@ impl WatchCycle {
         match self.ensure_session(&desired) {
             Ok(()) => {}
             Err(e) if !listed_once => {
-                return (CycleReport::new(CycleOutcome::Fatal(e.to_string()), ""), None);
+                return (
+                    CycleReport::new(CycleOutcome::Fatal(e.to_string()), ""),
+                    None,
+                );
             }
-            Err(e) => return (CycleReport::new(CycleOutcome::Failed, e.to_string()), Some(Error)),
+            Err(e) => {
+                return (
+                    CycleReport::new(CycleOutcome::Failed, e.to_string()),
+                    Some(Error),
+                );
+            }
         }
         let Some(session) = self.session.as_mut() else {
             unreachable!("ensure_session sets the session");
@@ -257,7 +287,10 @@ impl WatchCycle {
                 return (CycleReport::new(CycleOutcome::Failed, "interrupted"), None);
             }
             Err(e) if !listed_once && e.is_fatal_at_startup() => {
-                return (CycleReport::new(CycleOutcome::Fatal(e.to_string()), ""), None);
+                return (
+                    CycleReport::new(CycleOutcome::Fatal(e.to_string()), ""),
+                    None,
+                );
             }
             Err(e) => {
                 if e.status() == Some(401) {
@@ -278,7 +311,11 @@ impl WatchCycle {
             plural(stats.policies, "policy", "policies"),
             stats.downloads,
             plural(stats.downloads, "download", "downloads"),
-            if verify_all { " (full verification)" } else { "" }
+            if verify_all {
+                " (full verification)"
+            } else {
+                ""
+            }
         );
 
         // 4. The plan.
@@ -286,19 +323,14 @@ impl WatchCycle {
             Ok(plan) => plan,
             Err(e) => {
                 tracing::warn!("{e}");
-                let report = CycleReport::new(CycleOutcome::Skipped, format!("plan refused; {read}"));
+                let report =
+                    CycleReport::new(CycleOutcome::Skipped, format!("plan refused; {read}"));
                 return (report, Some(Error));
             }
         };
 
         // 5. Drift: planned changes to policies the directory did not change.
-        let (plan, drifted) = sort_out_drift(
-            session,
-            plan,
-            &desired,
-            &actual,
-            self.settings.drift,
-        );
+        let (plan, drifted) = sort_out_drift(session, plan, &desired, &actual, self.settings.drift);
         self.status.metrics.set_drifted(drifted);
 
         // 6. Apply.
@@ -327,7 +359,10 @@ impl WatchCycle {
             };
             session.last_good = Some(desired);
             let summary = format!("{done}, {unchanged} unchanged{left_alone}; {read}");
-            return (CycleReport::new(CycleOutcome::Succeeded, summary), Some(Success));
+            return (
+                CycleReport::new(CycleOutcome::Succeeded, summary),
+                Some(Success),
+            );
         }
 
         let outcome = session.reconciler.apply(&plan).await;
@@ -366,7 +401,10 @@ impl WatchCycle {
             "applied {}, {unchanged} unchanged{left_alone}; {read}",
             count_changes(&plan)
         );
-        (CycleReport::new(CycleOutcome::Succeeded, summary), Some(Success))
+        (
+            CycleReport::new(CycleOutcome::Succeeded, summary),
+            Some(Success),
+        )
     }
 }
 
@@ -428,7 +466,7 @@ fn sort_out_drift(
         tracing::warn!(
             policy = change.name(),
             drift = drift_kind(change),
-            "drift: policy {} {} on the service, not in the directory; {what}",
+            "drift: policy {} {}; {what}",
             change.name(),
             drift_description(change)
         );
@@ -448,8 +486,8 @@ fn drift_kind(change: &Change) -> &'static str {
 /// What happened on the service, read backwards from the change that would undo it.
 fn drift_description(change: &Change) -> String {
     match change {
-        Change::Create { .. } => "was deleted".to_owned(),
-        Change::Delete { .. } => "was added".to_owned(),
+        Change::Create { .. } => "was deleted on the service".to_owned(),
+        Change::Delete { .. } => "was added on the service".to_owned(),
         Change::Update {
             mode_from,
             mode_to,
@@ -458,16 +496,14 @@ fn drift_description(change: &Change) -> String {
         } => {
             let mut parts = Vec::new();
             if mode_from != mode_to {
-                parts.push(format!(
-                    "has mode {mode_from} (the directory says {mode_to})"
-                ));
+                parts.push(format!("mode {mode_from} (the directory says {mode_to})"));
             }
             match code {
-                Some(c) if c.from == RemoteCode::Missing => parts.push("has no code".to_owned()),
-                Some(_) => parts.push("has different code".to_owned()),
+                Some(c) if c.from == RemoteCode::Missing => parts.push("no code".to_owned()),
+                Some(_) => parts.push("code that differs from the directory".to_owned()),
                 None => {}
             }
-            parts.join(" and ")
+            format!("was changed on the service: {}", parts.join(", "))
         }
     }
 }
@@ -559,11 +595,11 @@ mod tests {
         use Mode::*;
         assert_eq!(
             drift_description(&update(Advisory, HardMandatory, None)),
-            "has mode advisory (the directory says hard-mandatory)"
+            "was changed on the service: mode advisory (the directory says hard-mandatory)"
         );
         assert_eq!(
             drift_description(&update(Advisory, Advisory, Some(RemoteCode::Missing))),
-            "has no code"
+            "was changed on the service: no code"
         );
         assert_eq!(
             drift_description(&update(
@@ -571,7 +607,8 @@ mod tests {
                 SoftMandatory,
                 Some(RemoteCode::Present(b"x".to_vec()))
             )),
-            "has mode advisory (the directory says soft-mandatory) and has different code"
+            "was changed on the service: mode advisory (the directory says soft-mandatory), \
+             code that differs from the directory"
         );
     }
 

@@ -205,7 +205,9 @@ mod tests {
     fn moving_code_to_another_file_with_the_same_bytes_is_not_a_local_change() {
         let prev = desired(&[("a", Mode::Advisory, "x")]);
         let mut cur = prev.clone();
-        cur.policies.values_mut().for_each(|p| p.file = "nested/a.sentinel".into());
+        cur.policies
+            .values_mut()
+            .for_each(|p| p.file = "nested/a.sentinel".into());
         assert!(!local_changed("a", &prev, &cur));
     }
 

@@ -180,7 +180,12 @@ mod tests {
 
     #[test]
     fn editor_swap_files_are_not_changes() {
-        for scratch in ["/p/.a.sentinel.swp", "/p/a.sentinel~", "/p/4913", "/p/.#a.sentinel"] {
+        for scratch in [
+            "/p/.a.sentinel.swp",
+            "/p/a.sentinel~",
+            "/p/4913",
+            "/p/.#a.sentinel",
+        ] {
             let e = event(EventKind::Modify(ModifyKind::Any), &[scratch]);
             assert!(!is_relevant(&e), "{scratch}");
         }

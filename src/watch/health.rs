@@ -127,7 +127,10 @@ mod tests {
 
         assert_eq!(get(addr, "/healthz").await.0, 200);
         let (code, body) = get(addr, "/readyz").await;
-        assert_eq!((code, body.as_str()), (503, "not ready: no reconcile has succeeded yet\n"));
+        assert_eq!(
+            (code, body.as_str()),
+            (503, "not ready: no reconcile has succeeded yet\n")
+        );
         status.readiness.failed();
         assert_eq!(get(addr, "/readyz").await.0, 503);
         status.readiness.succeeded();

@@ -88,9 +88,9 @@ impl Metrics {
             reconciles.clone(),
         );
         // 10 ms … ~80 s: a no-op on loopback to a slow cold sync of hundreds of policies.
-        let duration = Histogram::new(
-            prometheus_client::metrics::histogram::exponential_buckets(0.01, 2.0, 14),
-        );
+        let duration = Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+            0.01, 2.0, 14,
+        ));
         registry.register(
             "tfe_policy_sync_reconcile_duration_seconds",
             "Time one reconcile took, from reading the directory to the last applied change",

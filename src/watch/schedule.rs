@@ -545,9 +545,17 @@ mod tests {
         cfg.jitter = 0.1;
         let h = start(cfg, Fake::new(Duration::ZERO, vec![]));
         at(&h, 99.9).await;
-        assert_eq!(h.fake.calls().len(), 1, "the timer fired before the interval");
+        assert_eq!(
+            h.fake.calls().len(),
+            1,
+            "the timer fired before the interval"
+        );
         at(&h, 110.001).await;
-        assert_eq!(h.fake.calls().len(), 2, "the timer fired after interval + 10%");
+        assert_eq!(
+            h.fake.calls().len(),
+            2,
+            "the timer fired after interval + 10%"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -586,12 +594,19 @@ mod tests {
         let t0 = h.fake.t0;
         assert_eq!(h.task.await.unwrap(), LoopExit::Shutdown);
         let waited = Instant::now() - t0;
-        assert_eq!(waited.as_secs(), 2, "the loop waited for the reconcile to end");
+        assert_eq!(
+            waited.as_secs(),
+            2,
+            "the loop waited for the reconcile to end"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn shutdown_abandons_a_reconcile_that_overruns_the_grace() {
-        let h = start(config(60, 500), Fake::new(Duration::from_secs(3600), vec![]));
+        let h = start(
+            config(60, 500),
+            Fake::new(Duration::from_secs(3600), vec![]),
+        );
         at(&h, 1.0).await;
         h.shutdown.cancel();
         let t0 = h.fake.t0;
@@ -603,10 +618,7 @@ mod tests {
     fn backoff_doubles_from_one_second_and_never_exceeds_the_interval() {
         let cfg = config(300, 500);
         let delays: Vec<u64> = (1..=12).map(|n| cfg.backoff(n).as_secs()).collect();
-        assert_eq!(
-            delays,
-            [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]
-        );
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
         assert_eq!(cfg.backoff(u32::MAX).as_secs(), 300);
     }
 

@@ -204,3 +204,36 @@ async fn the_limit_can_be_lifted_at_runtime() {
     }
     emu.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn over_http_the_bucket_refills_on_tokios_paused_clock() {
+    let emu = start_with(EmulatorConfig {
+        rate_limit: Some(RateLimit {
+            per_second: 2,
+            burst: 1,
+        }),
+        ..EmulatorConfig::default()
+    })
+    .await;
+    // No idle pool: its timer would let the paused clock jump ahead while requests wait on I/O.
+    let api = Api {
+        http: reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap(),
+        ..Api::new(&emu)
+    };
+    let path = format!("/organizations/{ORG}/policies");
+    assert_eq!(api.get(&path).await.status, 200);
+    let refused = api.get(&path).await;
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.header("x-ratelimit-reset"), Some("0.500"));
+    tokio::time::advance(std::time::Duration::from_millis(499)).await;
+    assert_eq!(api.get(&path).await.status, 429);
+    tokio::time::advance(std::time::Duration::from_millis(1)).await;
+    let allowed = api.get(&path).await;
+    assert_eq!(allowed.status, 200);
+    assert_eq!(allowed.header("x-ratelimit-remaining"), Some("0"));
+    emu.stop().await;
+}

@@ -14,7 +14,12 @@ venv="$target/third-party-venv"
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
-"$venv/bin/pip" install --quiet --disable-pip-version-check pytfe==1.5.0 terrasnek==0.1.14
+# PyPI is the one outside dependency of this check: if it cannot be reached, say so and skip,
+# rather than fail the product's CI for a network problem.
+if ! "$venv/bin/pip" install --quiet --disable-pip-version-check pytfe==1.5.0 terrasnek==0.1.14; then
+    echo "third-party clients skipped: could not install pytfe and terrasnek from PyPI" >&2
+    exit 0
+fi
 
 (cd "$root" && cargo build --quiet --locked --bin tfe-policy-sync)
 
@@ -49,4 +54,4 @@ if [ "$status" -ne 0 ]; then
     echo "the emulator exited $status after SIGTERM, expected 0" >&2
     exit 1
 fi
-echo "third-party clients: 2 passed, 0 failed"
+echo "third-party: 2 passed, 0 failed"

@@ -29,9 +29,7 @@ async fn an_edit_to_a_policy_file_reaches_the_service() {
     dir.write("require-tags.sentinel", "main = rule { false }\n");
     let edited = (A.0, A.1, "main = rule { false }\n");
     converged(&emu, &[edited, B]).await;
-    daemon
-        .wait_for_line(&["update", "require-tags"])
-        .await;
+    daemon.wait_for_line(&["update", "require-tags"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,7 +79,11 @@ async fn a_configmap_symlink_swap_is_picked_up() {
         std::fs::rename(&tmp, root.join("..data")).unwrap();
     };
     publish("..2026_01_01_00_00_00.1", &[A, B]);
-    for file in ["policies.yaml", "require-tags.sentinel", "restrict-regions.sentinel"] {
+    for file in [
+        "policies.yaml",
+        "require-tags.sentinel",
+        "restrict-regions.sentinel",
+    ] {
         symlink(format!("..data/{file}"), root.join(file)).unwrap();
     }
     let _daemon = Daemon::start(&emu, root, Opts::default());
@@ -140,14 +142,25 @@ async fn drift_warn_leaves_service_changes_alone_and_reports_each_once() {
     daemon.wait_for_line(&["drift", "require-tags"]).await;
     // Several more timer reconciles: the drift stays and is not reported again.
     let before = daemon.count("reconcile succeeded");
-    daemon.wait_for_count("reconcile succeeded", before + 3).await;
-    assert_eq!(remote(&emu)[A.0].mode, Mode::Advisory, "the UI change was reverted");
+    daemon
+        .wait_for_count("reconcile succeeded", before + 3)
+        .await;
+    assert_eq!(
+        remote(&emu)[A.0].mode,
+        Mode::Advisory,
+        "the UI change was reverted"
+    );
     let reports = daemon
         .log()
         .iter()
         .filter(|l| l.contains("drift") && l.contains("require-tags") && l.contains("WARN"))
         .count();
-    assert_eq!(reports, 1, "the drift was reported {reports} times:\n{}", daemon.log_text());
+    assert_eq!(
+        reports,
+        1,
+        "the drift was reported {reports} times:\n{}",
+        daemon.log_text()
+    );
     let (_, metrics) = http_get(&format!("{health}/metrics")).await;
     assert!(
         metrics.contains("tfe_policy_sync_drifted_policies 1"),
@@ -176,14 +189,21 @@ async fn a_broken_manifest_deletes_nothing_and_a_fixed_one_converges() {
     emu.emulator.clear_requests();
 
     // Half-written YAML, then an empty file, then no manifest at all.
-    dir.write("policies.yaml", "policies:\n  - name: require-tags\n    mode: [");
+    dir.write(
+        "policies.yaml",
+        "policies:\n  - name: require-tags\n    mode: [",
+    );
     daemon.wait_for_count("reconcile skipped", 1).await;
     dir.write("policies.yaml", "");
     daemon.wait_for_count("reconcile skipped", 2).await;
     std::fs::remove_file(dir.file("policies.yaml")).unwrap();
     daemon.wait_for_count("reconcile skipped", 3).await;
 
-    assert!(daemon.is_running(), "the daemon exited:\n{}", daemon.log_text());
+    assert!(
+        daemon.is_running(),
+        "the daemon exited:\n{}",
+        daemon.log_text()
+    );
     let requests = emu.emulator.requests();
     assert!(
         requests.is_empty(),
@@ -194,6 +214,64 @@ async fn a_broken_manifest_deletes_nothing_and_a_fixed_one_converges() {
     // The fix drops B: now it is deleted, as the directory says.
     dir.write_atomically("policies.yaml", &manifest(&[A]));
     converged(&emu, &[A]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_that_appears_after_start_is_reconciled() {
+    // git-sync, or a volume mounted late: the directory is not there when the daemon starts.
+    let emu = start_with(unlimited()).await;
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("policies");
+    let mut daemon = Daemon::start(&emu, &dir, Opts::default());
+    daemon.wait_for_line(&["invalid"]).await;
+    assert!(daemon.is_running(), "{}", daemon.log_text());
+
+    let staged = PolicyDir::new(&[A, B]);
+    std::fs::rename(staged.path(), &dir).unwrap();
+    converged(&emu, &[A, B]).await;
+
+    // And it is watched from then on.
+    std::fs::write(
+        dir.join("restrict-regions.sentinel"),
+        "main = rule { 5 == 5 }\n",
+    )
+    .unwrap();
+    converged(&emu, &[A, (B.0, B.1, "main = rule { 5 == 5 }\n")]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_verification_downloads_every_policy_on_its_own_schedule() {
+    let emu = start_with(unlimited()).await;
+    let dir = PolicyDir::new(&[A, B]);
+    let daemon = Daemon::start(
+        &emu,
+        dir.path(),
+        Opts {
+            interval: "1s",
+            extra: &["--verify-interval", "1s"],
+            ..Opts::default()
+        },
+    );
+    converged(&emu, &[A, B]).await;
+    let before = daemon.count("reconcile succeeded");
+    daemon
+        .wait_for_count("reconcile succeeded", before + 1)
+        .await;
+    emu.emulator.clear_requests();
+    daemon
+        .wait_for_count("reconcile succeeded", before + 3)
+        .await;
+    let downloads = emu
+        .emulator
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/download"))
+        .count();
+    assert!(
+        downloads >= 2,
+        "no full verification downloaded the code:\n{}",
+        daemon.log_text()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,7 +286,11 @@ async fn an_outage_is_survived_and_readiness_follows_it() {
     let mut daemon = Daemon::start(&emu, dir.path(), Opts::default());
     let health = daemon.health_url().await;
     daemon.wait_for_count("reconcile failed", 2).await;
-    assert!(daemon.is_running(), "the daemon exited:\n{}", daemon.log_text());
+    assert!(
+        daemon.is_running(),
+        "the daemon exited:\n{}",
+        daemon.log_text()
+    );
     assert_eq!(http_get(&format!("{health}/healthz")).await.0, 200);
     let (status, body) = http_get(&format!("{health}/readyz")).await;
     assert_eq!(status, 503, "{body}");
@@ -243,7 +325,10 @@ async fn readyz_and_metrics_report_a_converged_daemon() {
         "tfe_policy_sync_last_success_timestamp_seconds ",
         "tfe_policy_sync_build_info{version=\"",
     ] {
-        assert!(metrics.contains(sample), "missing {sample:?} in:\n{metrics}");
+        assert!(
+            metrics.contains(sample),
+            "missing {sample:?} in:\n{metrics}"
+        );
     }
 }
 
@@ -261,9 +346,13 @@ async fn a_steady_state_timer_reconcile_costs_only_the_list_pages() {
     );
     converged(&emu, &[A, B]).await;
     let before = daemon.count("reconcile succeeded");
-    daemon.wait_for_count("reconcile succeeded", before + 1).await;
+    daemon
+        .wait_for_count("reconcile succeeded", before + 1)
+        .await;
     emu.emulator.clear_requests();
-    daemon.wait_for_count("reconcile succeeded", before + 3).await;
+    daemon
+        .wait_for_count("reconcile succeeded", before + 3)
+        .await;
 
     let requests = emu.emulator.requests();
     assert!(!requests.is_empty());
@@ -287,7 +376,12 @@ async fn sigterm_and_sigint_exit_zero() {
         daemon.wait_for_line(&["reconcile succeeded"]).await;
         daemon.signal(signal);
         let status = daemon.wait_exit().await;
-        assert_eq!(status.code(), Some(0), "SIG{signal}:\n{}", daemon.log_text());
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "SIG{signal}:\n{}",
+            daemon.log_text()
+        );
     }
 }
 
@@ -309,7 +403,10 @@ async fn sigterm_mid_reconcile_exits_zero_and_starts_no_new_request() {
             ..Opts::default()
         },
     );
-    eventually("the first create", || (!remote(&emu).is_empty()).then_some(())).await;
+    eventually("the first create", || {
+        (!remote(&emu).is_empty()).then_some(())
+    })
+    .await;
     daemon.signal("TERM");
     let status = daemon.wait_exit().await;
     assert_eq!(status.code(), Some(0), "{}", daemon.log_text());
@@ -320,7 +417,10 @@ async fn sigterm_mid_reconcile_exits_zero_and_starts_no_new_request() {
         after_exit,
         "requests arrived after the daemon exited"
     );
-    assert!(remote(&emu).len() < many.len(), "the reconcile was not interrupted");
+    assert!(
+        remote(&emu).len() < many.len(),
+        "the reconcile was not interrupted"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,7 +439,10 @@ async fn a_rejected_token_at_start_exits_one_with_a_clear_message() {
     assert_eq!(status.code(), Some(1), "{}", daemon.log_text());
     let log = daemon.log_text();
     assert!(log.contains("401"), "{log}");
-    assert!(!log.contains("not-a-valid-token"), "the token leaked:\n{log}");
+    assert!(
+        !log.contains("not-a-valid-token"),
+        "the token leaked:\n{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -356,7 +459,11 @@ async fn an_unknown_organization_at_start_exits_one() {
     );
     let status = daemon.wait_exit().await;
     assert_eq!(status.code(), Some(1), "{}", daemon.log_text());
-    assert!(daemon.log_text().contains("no-such-org"), "{}", daemon.log_text());
+    assert!(
+        daemon.log_text().contains("no-such-org"),
+        "{}",
+        daemon.log_text()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -399,8 +506,8 @@ async fn json_logs_are_one_object_per_line_and_never_hold_the_token() {
     let log = daemon.log();
     assert!(!log.is_empty());
     for line in &log {
-        let value: serde_json::Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         assert!(value.get("level").is_some(), "{line}");
         assert!(!line.contains(TOKEN), "the token leaked: {line}");
     }
