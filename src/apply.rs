@@ -11,7 +11,6 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{ApiError, Client};
-use crate::model::{Mode, PolicyId, PolicyName};
 use crate::plan::{Action, Change, Plan};
 use crate::report::Status;
 
@@ -112,12 +111,9 @@ async fn run_phase(
 async fn apply_change(client: &Client, change: &Change) -> Result<(), ApiError> {
     match change {
         Change::Create { name, mode, code } => {
-            // A create whose response was lost, or a race with another sync, comes back as the
-            // policy that already exists; make sure its mode is ours before uploading.
+            // Safe to repeat: a create whose response was lost, or a race with another sync,
+            // comes back as the policy that already exists, with our mode set.
             let created = client.create(name, *mode).await?;
-            if created.mode != *mode {
-                set_mode(client, &created.id, name, *mode).await?;
-            }
             client.upload(&created.id, code).await
         }
         Change::Update {
@@ -128,7 +124,7 @@ async fn apply_change(client: &Client, change: &Change) -> Result<(), ApiError> 
             code,
         } => {
             if mode_from != mode_to {
-                set_mode(client, id, name, *mode_to).await?;
+                client.set_mode(id, name, *mode_to).await?;
             }
             if let Some(code) = code {
                 client.upload(id, &code.to).await?;
@@ -137,13 +133,4 @@ async fn apply_change(client: &Client, change: &Change) -> Result<(), ApiError> 
         }
         Change::Delete { id, .. } => client.delete(id).await,
     }
-}
-
-async fn set_mode(
-    client: &Client,
-    id: &PolicyId,
-    name: &PolicyName,
-    mode: Mode,
-) -> Result<(), ApiError> {
-    client.set_mode(id, name, mode).await.map(drop)
 }
