@@ -97,15 +97,15 @@ fn main() -> anyhow::Result<()> {
         client_rt: &client_rt,
     };
 
-    let started = Instant::now();
+    let started = *START.get_or_init(Instant::now);
     let mut rows = Vec::new();
-    eprintln!("1/5 rate limit: cold sync of 150 policies at 30 requests/s ...");
-    rows.push(bench.rate_limited_cold_sync(150)?);
-    eprintln!("2/5 latency: cold and no-op syncs of 300 policies, 20 ms added latency ...");
-    rows.extend(bench.latency_bound(300, Duration::from_millis(20), 8)?);
-    eprintln!("4/5 steady-state watch cycles on 1,000 converged policies ...");
-    rows.extend(bench.steady_state(1000, 5, Duration::from_millis(20), 8)?);
-    eprintln!("5/5 memory: the release binary, 10,000 policies (sync) and 1,000 (watch) ...");
+    progress("1/5 rate limit: cold sync of 150 policies at 30 requests/s ...");
+    if std::env::var_os("ZZ_PROFILE").is_none() { rows.push(bench.rate_limited_cold_sync(150)?); }
+    progress("2/5 latency: cold and no-op syncs of 300 policies, 20 ms added latency ...");
+    if std::env::var_os("ZZ_PROFILE").is_none() { rows.extend(bench.latency_bound(300, Duration::from_millis(20), 8)?); }
+    progress("4/5 steady-state watch cycles on 1,000 converged policies ...");
+    rows.extend(bench.steady_state(1000, 5, if std::env::var_os("ZZ_PROFILE").is_some() { Duration::ZERO } else { Duration::from_millis(20) }, 8)?);
+    progress("5/5 memory: the release binary, 10,000 policies (sync) and 1,000 (watch) ...");
     let binary = release_binary()?;
     rows.extend(bench.sync_memory(&binary, 10_000)?);
     rows.push(bench.watch_idle(&binary, 1000)?);
@@ -123,6 +123,14 @@ fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+/// A progress line on stderr, with the time since the start.
+fn progress(what: &str) {
+    let start = *START.get_or_init(Instant::now);
+    eprintln!("[{:6.1} s] {what}", start.elapsed().as_secs_f64());
 }
 
 struct Bench<'a> {
@@ -238,7 +246,10 @@ impl Bench<'_> {
                     peak_rss,
                 };
                 let log = server.emulator.requests();
-                let pages = log.iter().filter(|r| is_list(&r.path)).count();
+                let pages = log
+                    .iter()
+                    .filter(|r| r.method == "GET" && is_list(&r.path))
+                    .count();
                 let others = log.len() - pages;
                 let floor = rtt.mul_f64(pages as f64 + others as f64 / width as f64);
                 results.insert((kind, width), (m, log.len(), pages, rtt, floor));
@@ -350,6 +361,12 @@ impl Bench<'_> {
             })
         };
 
+        if std::env::var_os("ZZ_PROFILE").is_some() {
+            for _ in 0..300 {
+                self.client_rt.block_on(reconciler.fetch_actual(false))?;
+            }
+            std::process::exit(0);
+        }
         rows.push(cycle(
             "4 watch cycle, cache warm, nothing changed".into(),
             false,
@@ -396,6 +413,7 @@ impl Bench<'_> {
         let token_file = token_file(work.path())?;
         let mut rows = Vec::new();
         for kind in ["cold", "no-op"] {
+            progress(&format!("    `sync` {kind}, {n} policies"));
             server.emulator.clear_requests();
             let mut command = Command::new(binary);
             command
@@ -477,6 +495,7 @@ impl Bench<'_> {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        progress(&format!("    `watch`, {n} policies"));
         let t0 = Instant::now();
         let child = command.spawn().context("starting the watch daemon")?;
         let pid = child.id();

@@ -45,7 +45,7 @@ struct Row {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // Quiet unless RUST_LOG asks (e.g. RUST_LOG=tfe_policy_sync::watch=info).
-    tfe_policy_sync::logging::init(0, tfe_policy_sync::logging::LogFormat::Text);
+    tfe_policy_sync::logging::init(0, tfe_policy_sync::logging::LogFormat::Text, false);
     let scenarios = [
         Scenario {
             policies: 10,

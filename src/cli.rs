@@ -5,6 +5,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -86,6 +87,19 @@ pub struct CommonArgs {
     /// Requests in flight at most.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
+
+    /// Whole-request deadline (connect, send, read the answer) per attempt. Hidden: the default
+    /// suits every service; tests shorten it to prove a hung service cannot hang the tool.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = positive_duration, hide = true)]
+    pub request_timeout: Duration,
+}
+
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be positive (e.g. 500ms, 30s)".to_owned()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{e} (use e.g. 500ms, 30s)")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -119,12 +133,24 @@ pub struct WatchCommand {
 
 /// Parses the command line, runs the command and turns its outcome into an exit status.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let log_format = match &cli.command {
-        Command::Watch(w) => w.watch.log_format,
-        _ => LogFormat::Text,
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap exits 2 on a usage error, but 2 is what `plan --detailed-exitcode` says for
+            // "changes": a typo in a CI script must read as an error.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS // --help, --version
+            };
+        }
     };
-    logging::init(cli.verbose, log_format);
+    let (log_format, daemon) = match &cli.command {
+        Command::Watch(w) => (w.watch.log_format, true),
+        _ => (LogFormat::Text, false),
+    };
+    logging::init(cli.verbose, log_format, daemon);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -136,7 +162,7 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Validate(args) => Ok(validate(&args.dir.dir)),
+        Command::Validate(args) => validate(&args.dir.dir),
         Command::Plan(args) => runtime()?.block_on(plan(args.common, args.detailed_exitcode)),
         Command::Sync(args) if args.dry_run => runtime()?.block_on(plan(args.common, false)),
         Command::Sync(args) => runtime()?.block_on(sync(args.common)),
@@ -176,10 +202,12 @@ pub fn load_dir(dir: &Path) -> Option<Loaded> {
     }
 }
 
-fn validate(dir: &Path) -> ExitCode {
+fn validate(dir: &Path) -> anyhow::Result<ExitCode> {
     match load_dir(dir) {
         Some(loaded) => {
-            println!(
+            // Not `println!`, which panics when the reader has gone (`validate | head -0`).
+            writeln!(
+                std::io::stdout().lock(),
                 "{}: valid, {} {}",
                 dir.display(),
                 loaded.desired.policies.len(),
@@ -188,10 +216,11 @@ fn validate(dir: &Path) -> ExitCode {
                 } else {
                     "policies"
                 },
-            );
-            ExitCode::SUCCESS
+            )
+            .context("cannot write to stdout")?;
+            Ok(ExitCode::SUCCESS)
         }
-        None => ExitCode::FAILURE,
+        None => Ok(ExitCode::FAILURE),
     }
 }
 
@@ -213,6 +242,7 @@ fn session(common: &CommonArgs) -> anyhow::Result<Option<Session>> {
         &connection,
         ClientOptions {
             concurrency: usize::from(common.concurrency),
+            request_timeout: common.request_timeout,
             cancel: cancel.clone(),
             ..ClientOptions::default()
         },
@@ -242,7 +272,11 @@ async fn plan(common: CommonArgs, detailed_exitcode: bool) -> anyhow::Result<Exi
         return Ok(ExitCode::FAILURE);
     };
     let _signals = cancel_on_signal(s.cancel.clone());
-    let plan = s.reconciler.plan_once(&s.loaded.desired).await?;
+    let Some(plan) = within_grace(&s.cancel, s.reconciler.plan_once(&s.loaded.desired)).await
+    else {
+        return Ok(abandoned(""));
+    };
+    let plan = plan?;
     let mut out = std::io::stdout().lock();
     Report::plan(&plan)
         .with_color(stdout_color(common.output))
@@ -260,8 +294,14 @@ async fn sync(common: CommonArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     };
     let _signals = cancel_on_signal(s.cancel.clone());
-    let plan = s.reconciler.plan_once(&s.loaded.desired).await?;
-    let outcome = s.reconciler.apply(&plan).await;
+    let Some(plan) = within_grace(&s.cancel, s.reconciler.plan_once(&s.loaded.desired)).await
+    else {
+        return Ok(abandoned(SYNC_AGAIN));
+    };
+    let plan = plan?;
+    let Some(outcome) = within_grace(&s.cancel, s.reconciler.apply(&plan)).await else {
+        return Ok(abandoned(SYNC_AGAIN));
+    };
     let mut out = std::io::stdout().lock();
     Report::plan(&plan)
         .with_statuses(&outcome.statuses)
@@ -269,7 +309,7 @@ async fn sync(common: CommonArgs) -> anyhow::Result<ExitCode> {
         .render(common.output, &mut out)?;
     out.flush()?;
     if s.cancel.is_cancelled() {
-        eprintln!("error: interrupted; run sync again to finish what was not done");
+        eprintln!("error: interrupted{SYNC_AGAIN}");
         return Ok(ExitCode::FAILURE);
     }
     Ok(if outcome.ok() {
@@ -277,6 +317,37 @@ async fn sync(common: CommonArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// How long an interrupted command lets the requests already in flight finish. A hung request
+/// would otherwise hold it until the request timeout; abandoning one is safe, since the next
+/// run repairs whatever it left half done, as after a lost response.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(5);
+
+/// What an interrupted sync tells the user to do.
+const SYNC_AGAIN: &str = "; run sync again to finish what was not done";
+
+/// Runs `work` to its end, unless `cancel` fires and `work` then takes longer than
+/// [`INTERRUPT_GRACE`] to wind down: `None`.
+async fn within_grace<T>(
+    cancel: &CancellationToken,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::pin!(work);
+    tokio::select! {
+        done = &mut work => return Some(done),
+        () = cancel.cancelled() => {}
+    }
+    tokio::time::timeout(INTERRUPT_GRACE, work).await.ok()
+}
+
+/// The exit of a command whose requests outlived [`INTERRUPT_GRACE`] after an interruption.
+fn abandoned(advice: &str) -> ExitCode {
+    eprintln!(
+        "error: interrupted; requests still in flight after {} were abandoned{advice}",
+        humantime::format_duration(INTERRUPT_GRACE)
+    );
+    ExitCode::FAILURE
 }
 
 /// The first SIGINT or SIGTERM cancels: no new request starts and the command winds down. A

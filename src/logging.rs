@@ -12,8 +12,12 @@ pub enum LogFormat {
 }
 
 /// The default filter for a number of `-v` flags: warnings, then info, debug, trace.
-pub fn default_directive(verbosity: u8) -> &'static str {
+///
+/// A daemon's reconcile and change lines are its report (what `sync` prints on stdout), so
+/// `watch` shows them without `-v`; everything else stays at warnings.
+pub fn default_directive(verbosity: u8, daemon: bool) -> &'static str {
     match verbosity {
+        0 if daemon => "warn,tfe_policy_sync::watch=info",
         0 => "warn",
         1 => "info",
         2 => "debug",
@@ -22,9 +26,9 @@ pub fn default_directive(verbosity: u8) -> &'static str {
 }
 
 /// Installs the global subscriber. `RUST_LOG`, when set, wins over `-v`.
-pub fn init(verbosity: u8, format: LogFormat) {
+pub fn init(verbosity: u8, format: LogFormat, daemon: bool) {
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(default_directive(verbosity)));
+        .unwrap_or_else(|_| EnvFilter::new(default_directive(verbosity, daemon)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

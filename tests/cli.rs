@@ -588,3 +588,24 @@ async fn valid_oddities_sync_byte_for_byte() {
         }
     }
 }
+
+/// Bug: clap exits 2 on a usage error, which `plan --detailed-exitcode` reserves for "changes":
+/// a typo in a CI script must not read as "there is a diff".
+#[tokio::test]
+async fn a_usage_error_exits_1_not_the_changes_status_2() {
+    for args in [
+        &["plan", "--detailed-exitcode", "--no-such-flag"][..],
+        &["watch", "--interval", "0s"],
+        &["sync", "--output", "yaml"],
+        &["no-such-command"],
+    ] {
+        let run = Cmd::new(args).run().await;
+        assert_eq!(run.code, Some(1), "{args:?}: {run:?}");
+        assert!(run.stderr.contains("error"), "{args:?}: {}", run.stderr);
+    }
+    for args in [&["--help"][..], &["--version"], &["plan", "--help"]] {
+        let run = Cmd::new(args).run().await;
+        run.assert_code(0);
+        assert!(!run.stdout.is_empty());
+    }
+}

@@ -4,6 +4,7 @@
 mod cli;
 mod client;
 mod emulator;
+mod hardening;
 mod manifest;
 mod support;
 mod watch;

@@ -74,6 +74,10 @@ pub struct WatchCycle {
     last_ok: bool,
     /// The directory's warnings as last logged, so they are repeated only when they change.
     last_warnings: Vec<String>,
+    /// The connection the daemon's preflight resolved, with the manifest organization it was
+    /// resolved with: the first session uses it instead of resolving (and reading the token
+    /// file, and warning about it) a second time.
+    preflight: Option<(Option<String>, Connection)>,
 }
 
 impl WatchCycle {
@@ -93,7 +97,14 @@ impl WatchCycle {
             listed_once: false,
             last_ok: false,
             last_warnings: Vec::new(),
+            preflight: None,
         }
+    }
+
+    /// Hands over a connection already resolved for a manifest naming `manifest_org`.
+    pub fn with_connection(mut self, manifest_org: Option<String>, connection: Connection) -> Self {
+        self.preflight = Some((manifest_org, connection));
+        self
     }
 
     async fn load(&mut self) -> Result<Loaded, String> {
@@ -146,10 +157,13 @@ impl WatchCycle {
         {
             return Ok(());
         }
-        let connection = config::resolve_from_process(
-            &self.settings.connection,
-            desired.organization.as_deref(),
-        )?;
+        let connection = match self.preflight.take() {
+            Some((org, connection)) if org == desired.organization => connection,
+            _ => config::resolve_from_process(
+                &self.settings.connection,
+                desired.organization.as_deref(),
+            )?,
+        };
         if let Some(session) = self.session.as_mut() {
             if session.organization == connection.organization {
                 // `--organization` or TFE_ORGANIZATION wins over the manifest's new value.

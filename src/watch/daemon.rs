@@ -20,7 +20,7 @@ use super::metrics::Metrics;
 use super::schedule::{LoopConfig, LoopExit, run_loop};
 use super::{DriftMode, WatchArgs};
 use crate::cli::CommonArgs;
-use crate::config::{self, ConfigError, ConnectionArgs};
+use crate::config::{self, ConfigError, Connection, ConnectionArgs};
 use crate::manifest;
 
 /// Everything the daemon needs, flattened from the command line.
@@ -123,7 +123,7 @@ pub async fn run_daemon(
     listener: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
-    preflight(&config).await?;
+    let resolved = preflight(&config).await?;
 
     let status = Arc::new(Status {
         readiness: Default::default(),
@@ -147,7 +147,7 @@ pub async fn run_daemon(
     tracing::info!(
         dir = %config.dir.display(),
         interval = %humantime::format_duration(config.interval),
-        drift = ?config.drift,
+        drift = config.drift.as_str(),
         dry_run = config.dry_run,
         "watching {} (reconcile on change and every {})",
         config.dir.display(),
@@ -168,6 +168,9 @@ pub async fn run_daemon(
         shutdown.clone(),
         Some(watcher),
     );
+    if let Some((manifest_org, connection)) = resolved {
+        cycle = cycle.with_connection(manifest_org, connection);
+    }
     let exit = run_loop(&mut cycle, events, &loop_config, &shutdown).await;
     // Stop the watch and any client before the health server, which goes last.
     drop(cycle);
@@ -187,8 +190,11 @@ pub async fn run_daemon(
 
 /// Configuration problems that need no request fail at once: a missing token, an insecure or
 /// malformed address. A missing organization is only fatal when the directory could be read
-/// and names none either; an unreadable directory is the first cycle's business.
-async fn preflight(config: &DaemonConfig) -> Result<(), DaemonError> {
+/// and names none either; an unreadable directory is the first cycle's business. Returns the
+/// connection when it could be resolved, with the manifest organization it was resolved for.
+async fn preflight(
+    config: &DaemonConfig,
+) -> Result<Option<(Option<String>, Connection)>, DaemonError> {
     let dir = config.dir.clone();
     let loaded = tokio::task::spawn_blocking(move || manifest::load(&dir).ok())
         .await
@@ -196,8 +202,8 @@ async fn preflight(config: &DaemonConfig) -> Result<(), DaemonError> {
         .flatten();
     let manifest_org = loaded.as_ref().and_then(|l| l.desired.organization.clone());
     match config::resolve_from_process(&config.connection, manifest_org.as_deref()) {
-        Ok(_) => Ok(()),
-        Err(ConfigError::NoOrganization) if loaded.is_none() => Ok(()),
+        Ok(connection) => Ok(Some((manifest_org, connection))),
+        Err(ConfigError::NoOrganization) if loaded.is_none() => Ok(None),
         Err(e) => Err(e.into()),
     }
 }

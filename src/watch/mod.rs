@@ -37,6 +37,15 @@ pub enum DriftMode {
     Warn,
 }
 
+impl DriftMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriftMode::Heal => "heal",
+            DriftMode::Warn => "warn",
+        }
+    }
+}
+
 /// The flags `watch` adds to those of `plan` and `sync`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct WatchArgs {

@@ -92,10 +92,6 @@ impl Proc {
         }
     }
 
-    pub fn pid(&self) -> u32 {
-        self.pid
-    }
-
     /// Sends `signal` (`INT`, `TERM`, …) with `kill -s`, as a user or a CI runner would.
     pub fn signal(&self, signal: &str) {
         let status = std::process::Command::new("kill")
@@ -108,6 +104,11 @@ impl Proc {
     /// SIGKILL: no handler, no cleanup, exactly like a crash or an OOM kill.
     pub fn sigkill(&mut self) {
         self.child.start_kill().expect("SIGKILL is delivered");
+    }
+
+    /// What the process wrote to stdout so far.
+    pub fn stdout_so_far(&self) -> String {
+        String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
     }
 
     /// What the process wrote to stderr so far.
@@ -131,7 +132,8 @@ impl Proc {
         for reader in self.readers.drain(..) {
             let _ = reader.await;
         }
-        let text = |b: &Arc<Mutex<Vec<u8>>>| String::from_utf8_lossy(&b.lock().unwrap()).into_owned();
+        let text =
+            |b: &Arc<Mutex<Vec<u8>>>| String::from_utf8_lossy(&b.lock().unwrap()).into_owned();
         Ok(Exit {
             status,
             run: Run {
@@ -144,7 +146,9 @@ impl Proc {
 
     /// Waits for the process to end within [`GUARD`]; panics otherwise.
     pub async fn wait(self) -> Exit {
-        self.wait_within(GUARD).await.unwrap_or_else(|e| panic!("{e}"))
+        self.wait_within(GUARD)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
@@ -182,11 +186,13 @@ pub fn deleted_ids(server: &Running) -> Vec<String> {
 pub fn remote_by_name(server: &Running) -> BTreeMap<String, StoredPolicy> {
     let policies = server.emulator.policies(ORG);
     let count = policies.len();
-    let by_name: BTreeMap<String, StoredPolicy> = policies
-        .into_iter()
-        .map(|p| (p.name.clone(), p))
-        .collect();
-    assert_eq!(by_name.len(), count, "two policies share a name: {by_name:#?}");
+    let by_name: BTreeMap<String, StoredPolicy> =
+        policies.into_iter().map(|p| (p.name.clone(), p)).collect();
+    assert_eq!(
+        by_name.len(),
+        count,
+        "two policies share a name: {by_name:#?}"
+    );
     by_name
 }
 
@@ -200,7 +206,10 @@ pub fn assert_converged(server: &Running, dir: &std::path::Path) {
     let remote = remote_by_name(server);
     let wanted: Vec<&str> = desired.policies.keys().map(|n| n.as_str()).collect();
     let have: Vec<&str> = remote.keys().map(String::as_str).collect();
-    assert_eq!(have, wanted, "the organization holds other policies than the manifest");
+    assert_eq!(
+        have, wanted,
+        "the organization holds other policies than the manifest"
+    );
     for (name, policy) in &desired.policies {
         let stored = &remote[name.as_str()];
         assert_eq!(stored.mode, policy.mode, "{name}: mode");

@@ -123,9 +123,7 @@ impl Daemon {
         let token_dir = tempfile::tempdir().expect("a temp dir for the token");
         let token_file = token_dir.path().join("token");
         std::fs::write(&token_file, opts.token).expect("write the token file");
-        let bin = std::env::var("WATCH_TEST_BIN")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tfe-policy-sync").to_owned());
-        let mut cmd = Command::new(bin);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tfe-policy-sync"));
         cmd.arg("watch")
             .arg("--dir")
             .arg(dir)

@@ -94,6 +94,42 @@ async fn a_configmap_symlink_swap_is_picked_up() {
     converged(&emu, &[A, edited]).await;
 }
 
+/// git-sync: the repository is a symlink to a worktree, swapped atomically for a new worktree,
+/// after which the old one is deleted. `--dir` points inside the symlink.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_git_sync_worktree_swap_is_followed() {
+    use std::os::unix::fs::symlink;
+
+    let emu = start_with(unlimited()).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let worktree = |rev: &str, policies: &[(&str, &str, &str)]| {
+        let dir = root.join(".worktrees").join(rev).join("policies");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("policies.yaml"), manifest(policies)).unwrap();
+        for (name, _, code) in policies {
+            std::fs::write(dir.join(format!("{name}.sentinel")), code).unwrap();
+        }
+    };
+    worktree("rev1", &[A, B]);
+    symlink(".worktrees/rev1", root.join("repo")).unwrap();
+    let _daemon = Daemon::start(&emu, &root.join("repo").join("policies"), Opts::default());
+    converged(&emu, &[A, B]).await;
+
+    for (rev, old, code) in [
+        ("rev2", "rev1", "main = rule { 6 == 6 }\n"),
+        ("rev3", "rev2", "main = rule { 7 == 7 }\n"),
+    ] {
+        let edited = (A.0, A.1, code);
+        worktree(rev, &[edited, B]);
+        symlink(format!(".worktrees/{rev}"), root.join("repo.tmp")).unwrap();
+        std::fs::rename(root.join("repo.tmp"), root.join("repo")).unwrap();
+        std::fs::remove_dir_all(root.join(".worktrees").join(old)).unwrap();
+        converged(&emu, &[edited, B]).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_heal_reverts_changes_made_on_the_service() {
     let emu = start_with(unlimited()).await;
