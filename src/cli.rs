@@ -90,16 +90,8 @@ pub struct CommonArgs {
 
     /// Whole-request deadline (connect, send, read the answer) per attempt. Hidden: the default
     /// suits every service; tests shorten it to prove a hung service cannot hang the tool.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = positive_duration, hide = true)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = watch::parse_positive_duration, hide = true)]
     pub request_timeout: Duration,
-}
-
-fn positive_duration(s: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(s) {
-        Ok(d) if d.is_zero() => Err("must be positive (e.g. 500ms, 30s)".to_owned()),
-        Ok(d) => Ok(d),
-        Err(e) => Err(format!("{e} (use e.g. 500ms, 30s)")),
-    }
 }
 
 #[derive(Debug, Args)]

@@ -83,7 +83,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 500ms, 30s, 5m, 1h)"))
 }
 
-fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+/// A humantime duration that is not zero (`--interval`, `--request-timeout`, ...).
+pub(crate) fn parse_positive_duration(s: &str) -> Result<Duration, String> {
     match parse_duration(s)? {
         d if d.is_zero() => Err("must be positive (e.g. 30s, 5m, 1h)".to_owned()),
         d => Ok(d),
