@@ -100,11 +100,11 @@ fn main() -> anyhow::Result<()> {
     let started = *START.get_or_init(Instant::now);
     let mut rows = Vec::new();
     progress("1/5 rate limit: cold sync of 150 policies at 30 requests/s ...");
-    if std::env::var_os("ZZ_PROFILE").is_none() { rows.push(bench.rate_limited_cold_sync(150)?); }
+    rows.push(bench.rate_limited_cold_sync(150)?);
     progress("2/5 latency: cold and no-op syncs of 300 policies, 20 ms added latency ...");
-    if std::env::var_os("ZZ_PROFILE").is_none() { rows.extend(bench.latency_bound(300, Duration::from_millis(20), 8)?); }
+    rows.extend(bench.latency_bound(300, Duration::from_millis(20), 8)?);
     progress("4/5 steady-state watch cycles on 1,000 converged policies ...");
-    rows.extend(bench.steady_state(1000, 5, if std::env::var_os("ZZ_PROFILE").is_some() { Duration::ZERO } else { Duration::from_millis(20) }, 8)?);
+    rows.extend(bench.steady_state(1000, 5, Duration::from_millis(20), 8)?);
     progress("5/5 memory: the release binary, 10,000 policies (sync) and 1,000 (watch) ...");
     let binary = release_binary()?;
     rows.extend(bench.sync_memory(&binary, 10_000)?);
@@ -147,7 +147,11 @@ struct Measured<T> {
 }
 
 impl Bench<'_> {
-    fn emulator(&self, rate_limit: Option<RateLimit>, latency: Duration) -> anyhow::Result<Running> {
+    fn emulator(
+        &self,
+        rate_limit: Option<RateLimit>,
+        latency: Duration,
+    ) -> anyhow::Result<Running> {
         let config = EmulatorConfig {
             rate_limit,
             latency,
@@ -314,9 +318,12 @@ impl Bench<'_> {
             .policies
             .values()
             .map(|p| {
-                server
-                    .emulator
-                    .insert_policy(DEFAULT_ORGANIZATION, p.name.as_str(), p.mode, Some(&p.code))
+                server.emulator.insert_policy(
+                    DEFAULT_ORGANIZATION,
+                    p.name.as_str(),
+                    p.mode,
+                    Some(&p.code),
+                )
             })
             .collect();
         let rtt = self.client_rt.block_on(round_trip(&base))?;
@@ -343,7 +350,11 @@ impl Bench<'_> {
             server.emulator.clear_requests();
             let m = self.measure(reconciler.fetch_actual(verify_all));
             let (actual, stats) = m.value?;
-            ensure!(actual.policies.len() == n, "{} policies listed", actual.policies.len());
+            ensure!(
+                actual.policies.len() == n,
+                "{} policies listed",
+                actual.policies.len()
+            );
             let requests = server.emulator.requests().len();
             Ok(Row {
                 scenario: label,
@@ -361,14 +372,6 @@ impl Bench<'_> {
             })
         };
 
-        if std::env::var_os("ZZ_PROFILE").is_some() {
-            let c0 = thread_cpu();
-            for _ in 0..300 {
-                self.client_rt.block_on(reconciler.fetch_actual(false))?;
-            }
-            eprintln!("ZZ cpu per cycle {:?}", thread_cpu().saturating_sub(c0) / 300);
-            std::process::exit(0);
-        }
         rows.push(cycle(
             "4 watch cycle, cache warm, nothing changed".into(),
             false,
@@ -388,8 +391,7 @@ impl Bench<'_> {
             "⌈N/100⌉ + changed",
             &format!("{changed} set_code; "),
         )?);
-        let verify_floor =
-            rtt.mul_f64(pages as f64 + n as f64 / concurrency as f64);
+        let verify_floor = rtt.mul_f64(pages as f64 + n as f64 / concurrency as f64);
         rows.push(cycle(
             format!("4 full verification, concurrency {concurrency} (+20 ms)"),
             true,
@@ -400,7 +402,6 @@ impl Bench<'_> {
                 rtt.as_secs_f64() * 1e3
             ),
         )?);
-        drop(cycle);
         self.stop(server);
         Ok(rows)
     }
@@ -438,7 +439,10 @@ impl Bench<'_> {
                 .with_context(|| format!("starting {}", binary.display()))?;
             let (status, usage) = wait4(child)?;
             let wall = t0.elapsed();
-            ensure!(status == 0, "tfe-policy-sync sync ({kind}) exited with {status}");
+            ensure!(
+                status == 0,
+                "tfe-policy-sync sync ({kind}) exited with {status}"
+            );
             let requests = server.emulator.requests().len();
             rows.push(Row {
                 scenario: format!("5 `sync` binary, {kind}"),
@@ -461,9 +465,12 @@ impl Bench<'_> {
         let server = self.emulator(None, Duration::ZERO)?;
         let desired = desired_state(n);
         for p in desired.policies.values() {
-            server
-                .emulator
-                .insert_policy(DEFAULT_ORGANIZATION, p.name.as_str(), p.mode, Some(&p.code));
+            server.emulator.insert_policy(
+                DEFAULT_ORGANIZATION,
+                p.name.as_str(),
+                p.mode,
+                Some(&p.code),
+            );
         }
         let work = tempfile::tempdir()?;
         let dir = work.path().join("policies");

@@ -6,7 +6,7 @@
 //! it saw keyed by `(id, updated-at)` — the service changes `updated-at` on every upload — and
 //! downloads again only what changed, unless asked to verify everything.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -113,6 +113,7 @@ impl Reconciler {
             }
         }
         stats.downloads = to_download.len();
+        let first_download = known.len();
 
         let client = &self.client;
         let mut downloads = futures::stream::iter(to_download)
@@ -127,16 +128,18 @@ impl Reconciler {
         drop(downloads);
 
         if self.settings.cache_code {
-            self.cache = known
-                .iter()
-                .map(|p| {
-                    let cached = CachedCode {
-                        updated_at: p.updated_at.clone(),
-                        code: p.code.clone(),
-                    };
-                    (p.id.clone(), cached)
-                })
-                .collect();
+            // Entries that were hits are still valid: keep them, drop those of policies no
+            // longer listed, and add what was downloaded. (Rebuilding the whole cache copied
+            // every policy's code on every cycle.)
+            let listed: HashSet<&PolicyId> = known.iter().map(|p| &p.id).collect();
+            self.cache.retain(|id, _| listed.contains(id));
+            for p in &known[first_download..] {
+                let cached = CachedCode {
+                    updated_at: p.updated_at.clone(),
+                    code: p.code.clone(),
+                };
+                self.cache.insert(p.id.clone(), cached);
+            }
         }
         Ok((ActualState::from_policies(known), stats))
     }

@@ -31,6 +31,10 @@ impl std::fmt::Display for DecodeError {
 
 /// Decodes `bytes` as a `T`, reporting the path of the first member that does not fit.
 pub fn decode<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> Result<T, DecodeError> {
+    // Path tracking costs on every value; pay for it only to explain a failure.
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| DecodeError {
         path: e.path().to_string(),

@@ -289,6 +289,10 @@ async fn a_full_verification_downloads_every_policy_on_its_own_schedule() {
         },
     );
     converged(&emu, &[A, B]).await;
+    // The emulator can hold both policies before the reconcile that uploaded them has
+    // logged its success; count from that line. The first timer cycle after it downloads
+    // the daemon's own uploads (their `updated-at` changed), so skip it too.
+    daemon.wait_for_line(&["reconcile succeeded"]).await;
     let before = daemon.count("reconcile succeeded");
     daemon
         .wait_for_count("reconcile succeeded", before + 1)
@@ -381,6 +385,10 @@ async fn a_steady_state_timer_reconcile_costs_only_the_list_pages() {
         },
     );
     converged(&emu, &[A, B]).await;
+    // The emulator can hold both policies before the reconcile that uploaded them has
+    // logged its success; count from that line. The first timer cycle after it downloads
+    // the daemon's own uploads (their `updated-at` changed), so skip it too.
+    daemon.wait_for_line(&["reconcile succeeded"]).await;
     let before = daemon.count("reconcile succeeded");
     daemon
         .wait_for_count("reconcile succeeded", before + 1)
