@@ -18,7 +18,8 @@ pub struct PlanOptions {
     pub prune: bool,
     /// Remote names that are never created, changed or deleted.
     pub ignore: GlobSet,
-    /// Permit a plan that deletes remote policies although the manifest lists none.
+    /// Permit a plan that deletes every remote policy (not ignored): one whose manifest lists
+    /// none, or lists none that exists on the service.
     pub allow_empty: bool,
 }
 
@@ -58,6 +59,17 @@ pub enum PlanError {
         policies = if *count == 1 { "policy" } else { "policies" }
     )]
     EmptyManifestWouldDelete { count: usize },
+    #[error(
+        "refusing to delete {count} remote {policies}, every policy the organization holds \
+         (ignored ones aside): none of the {listed} {listed_policies} in policies.yaml matches a \
+         policy on the service, so this plan would replace the organization's policies wholesale \
+         (a wrong --dir or a typo in policies.yaml must never wipe an organization)\n  \
+         help: check --dir and the names in policies.yaml; pass --no-prune to create and update \
+         without deleting, or --allow-empty if you really mean to delete every remote policy",
+        policies = if *count == 1 { "policy" } else { "policies" },
+        listed_policies = if *listed == 1 { "policy" } else { "policies" }
+    )]
+    WouldDeleteEveryPolicy { count: usize, listed: usize },
     #[error("invalid ignore glob {pattern:?}: {reason}")]
     BadIgnoreGlob { pattern: String, reason: String },
 }
@@ -255,8 +267,31 @@ pub fn plan(
         .iter()
         .filter(|c| c.action() == Action::Delete)
         .count();
-    if desired.policies.is_empty() && deletes > 0 && !options.allow_empty {
-        return Err(PlanError::EmptyManifestWouldDelete { count: deletes });
+    if deletes > 0 && !options.allow_empty {
+        // Listed and managed: an entry that an `ignore:` glob matches manages nothing.
+        let listed = desired
+            .policies
+            .keys()
+            .filter(|n| !options.ignore.is_match(n.as_str()))
+            .count();
+        if listed == 0 {
+            return Err(PlanError::EmptyManifestWouldDelete { count: deletes });
+        }
+        // Remote policies the manifest lists (ignored ones aside) are either unchanged or
+        // updated; when there are none, every remote policy not ignored is about to go: the
+        // manifest lists only names the service does not know (a wrong --dir, a typo, a
+        // wholesale rename). That is the empty manifest's danger, guarded the same way.
+        let survivors = unchanged.len()
+            + changes
+                .iter()
+                .filter(|c| c.action() == Action::Update)
+                .count();
+        if survivors == 0 {
+            return Err(PlanError::WouldDeleteEveryPolicy {
+                count: deletes,
+                listed,
+            });
+        }
     }
 
     // Both maps iterate by name, so a stable sort by action keeps names in order within each.
@@ -449,6 +484,91 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    /// Bug (audit, HIGH): the guard only looked at an empty manifest. A manifest that lists
+    /// policies, none of which exists remotely (a wrong --dir, a typo, every name changed),
+    /// planned the deletion of every remote policy without a word.
+    #[test]
+    fn manifest_matching_no_remote_policy_never_deletes_them_all_without_allow_empty() {
+        let d = desired(&[("typo-a", Advisory, "x"), ("typo-b", Advisory, "y")]);
+        let a = ActualState::from_policies([
+            remote("a", Advisory, Some("x")),
+            remote("b", Advisory, Some("y")),
+            remote("c", HardMandatory, Some("z")),
+        ]);
+        assert_eq!(
+            plan("org", &d, &a, &options(&d)),
+            Err(PlanError::WouldDeleteEveryPolicy {
+                count: 3,
+                listed: 2
+            })
+        );
+        // --allow-empty permits it, --no-prune makes it a plan without deletions.
+        let p = plan("org", &d, &a, &PlanOptions::new(&d, false, true).unwrap()).unwrap();
+        assert_eq!(p.count(Action::Delete), 3);
+        let p = plan("org", &d, &a, &PlanOptions::new(&d, true, false).unwrap()).unwrap();
+        assert_eq!(
+            summary(&p),
+            [(Action::Create, "typo-a"), (Action::Create, "typo-b")]
+        );
+
+        // One remote policy the manifest still lists (unchanged or updated) is enough: the
+        // others are ordinary prunes.
+        for keep in [
+            remote("a", Advisory, Some("x")),
+            remote("a", Advisory, Some("old")),
+        ] {
+            let d = desired(&[("a", Advisory, "x"), ("new", Advisory, "y")]);
+            let a = ActualState::from_policies([keep, remote("b", Advisory, Some("y"))]);
+            let p = plan("org", &d, &a, &options(&d)).unwrap();
+            assert_eq!(p.count(Action::Delete), 1, "{p:?}");
+        }
+
+        // Ignored remote policies are not "every policy": they stay whatever the plan.
+        let mut d = desired(&[("new", Advisory, "x")]);
+        d.ignore = vec!["legacy-*".into()];
+        let a = ActualState::from_policies([
+            remote("legacy-a", Advisory, Some("x")),
+            remote("old", Advisory, Some("x")),
+        ]);
+        assert_eq!(
+            plan("org", &d, &a, &options(&d)),
+            Err(PlanError::WouldDeleteEveryPolicy {
+                count: 1,
+                listed: 1
+            })
+        );
+        // With only ignored policies remotely nothing is deleted, so nothing is refused.
+        let a = ActualState::from_policies([remote("legacy-a", Advisory, Some("x"))]);
+        assert!(plan("org", &d, &a, &options(&d)).is_ok());
+
+        // A manifest whose every entry is ignored manages nothing: the empty-manifest guard.
+        let mut d = desired(&[("legacy-x", Advisory, "x")]);
+        d.ignore = vec!["legacy-*".into()];
+        let a = ActualState::from_policies([remote("old", Advisory, Some("x"))]);
+        assert_eq!(
+            plan("org", &d, &a, &options(&d)),
+            Err(PlanError::EmptyManifestWouldDelete { count: 1 })
+        );
+    }
+
+    #[test]
+    fn would_delete_every_policy_error_says_what_why_and_the_fix() {
+        let msg = PlanError::WouldDeleteEveryPolicy {
+            count: 3,
+            listed: 1,
+        }
+        .to_string();
+        for want in [
+            "refusing to delete 3 remote policies",
+            "none of the 1 policy in policies.yaml",
+            "--dir",
+            "--no-prune",
+            "--allow-empty",
+        ] {
+            assert!(msg.contains(want), "missing {want:?} in {msg}");
+        }
     }
 
     #[test]

@@ -21,7 +21,8 @@ use crate::plan::{self, Action, Plan, PlanError, PlanOptions};
 pub struct Settings {
     /// `--no-prune`: never delete, whatever the manifest says.
     pub no_prune: bool,
-    /// `--allow-empty`: permit an empty manifest to delete every remote policy.
+    /// `--allow-empty`: permit a plan that deletes every remote policy (an empty manifest, or
+    /// one that lists no policy the service has).
     pub allow_empty: bool,
     /// Changes (and downloads) in flight at most.
     pub concurrency: usize,

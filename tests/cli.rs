@@ -73,6 +73,13 @@ async fn plan_makes_only_get_requests_and_exits_2_when_there_are_changes() {
     server
         .emulator
         .insert_policy(ORG, "extra", Mode::Advisory, Some(b"x"));
+    // One listed policy already there: a plan that deletes every remote policy is refused.
+    server.emulator.insert_policy(
+        ORG,
+        "policy-000",
+        Mode::HardMandatory,
+        Some(code_for("policy-000").as_bytes()),
+    );
     let dir = PolicyDir::generated(3);
     let before = remote(&server);
 
@@ -83,7 +90,7 @@ async fn plan_makes_only_get_requests_and_exits_2_when_there_are_changes() {
     run.assert_code(2);
     assert!(
         run.stdout
-            .contains("Plan: 3 to create, 0 to update, 1 to delete"),
+            .contains("Plan: 2 to create, 0 to update, 1 to delete"),
         "{}",
         run.stdout
     );
@@ -305,6 +312,50 @@ async fn an_empty_manifest_deletes_nothing_without_allow_empty() {
         .await
         .assert_code(0);
     assert!(remote(&server).is_empty());
+}
+
+/// Bug (audit, HIGH): only an empty manifest was guarded. A manifest whose every name is
+/// unknown to the service (a wrong --dir, a typo, a wholesale rename) deleted the whole
+/// organization. Refused like the empty manifest: exit 1, no request that changes anything.
+#[tokio::test]
+async fn a_manifest_matching_no_remote_policy_deletes_nothing_without_allow_empty() {
+    let server = start_with(unlimited()).await;
+    for name in ["a", "b"] {
+        server
+            .emulator
+            .insert_policy(ORG, name, Mode::Advisory, Some(b"x"));
+    }
+    let dir = PolicyDir::new(
+        "policies:\n  - name: typo-a\n    mode: advisory\n",
+        &[("typo-a.sentinel", "main = rule { true }\n")],
+    );
+
+    for command in ["sync", "plan"] {
+        let run = Cmd::against(&server, command, dir.path()).run().await;
+        run.assert_code(1);
+        for want in [
+            "refusing to delete 2 remote policies",
+            "--allow-empty",
+            "--no-prune",
+        ] {
+            assert!(run.stderr.contains(want), "{command}: {}", run.stderr);
+        }
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    }
+    assert_eq!(mutating_requests(&server), Vec::<String>::new());
+    assert_eq!(
+        remote(&server).keys().collect::<Vec<_>>(),
+        ["a", "b"],
+        "the emulator lost policies"
+    );
+
+    // --allow-empty says "yes, replace them all".
+    Cmd::against(&server, "sync", dir.path())
+        .arg("--allow-empty")
+        .run()
+        .await
+        .assert_code(0);
+    assert_eq!(remote(&server).keys().collect::<Vec<_>>(), ["typo-a"]);
 }
 
 #[tokio::test]

@@ -252,6 +252,36 @@ async fn a_broken_manifest_deletes_nothing_and_a_fixed_one_converges() {
     converged(&emu, &[A]).await;
 }
 
+/// Bug (audit, HIGH): a manifest naming only policies the service does not have (a wrong
+/// --dir, a typo) planned the deletion of every remote policy. The daemon shares the planner's
+/// guard: the cycle is refused and logged, the daemon keeps running, nothing is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_matching_no_remote_policy_deletes_nothing() {
+    let emu = start_with(unlimited()).await;
+    for name in ["managed-1", "managed-2"] {
+        emu.emulator
+            .insert_policy(ORG, name, Mode::Advisory, Some(b"x".as_slice()));
+    }
+    let dir = PolicyDir::new(&[A]);
+    let mut daemon = Daemon::start(&emu, dir.path(), Opts::default());
+    let health = daemon.health_url().await;
+    daemon
+        .wait_for_line(&["refusing to delete 2 remote policies"])
+        .await;
+    daemon.wait_for_line(&["reconcile skipped"]).await;
+    assert!(daemon.is_running(), "{}", daemon.log_text());
+    assert!(
+        emu.emulator.requests().iter().all(|r| !r.is_mutating()),
+        "the refused plan changed something:\n{}",
+        daemon.log_text()
+    );
+    assert_eq!(
+        remote(&emu).keys().collect::<Vec<_>>(),
+        ["managed-1", "managed-2"]
+    );
+    assert_eq!(http_get(&format!("{health}/readyz")).await.0, 503);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_directory_that_appears_after_start_is_reconciled() {
     // git-sync, or a volume mounted late: the directory is not there when the daemon starts.
