@@ -19,6 +19,14 @@ use crate::reconcile::{Reconciler, Settings};
 use crate::report::{Format, Report};
 use crate::{emulator, watch};
 
+/// `eprintln!` that cannot panic: when stderr is gone (a closed log pipe), the message is lost
+/// but the command still ends with its own exit status, not a panic's 101.
+macro_rules! to_stderr {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "tfe-policy-sync",
@@ -146,7 +154,7 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            to_stderr!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -180,12 +188,12 @@ pub fn load_dir(dir: &Path) -> Option<Loaded> {
     match manifest::load(dir) {
         Ok(loaded) => {
             for warning in &loaded.warnings {
-                eprintln!("warning: {warning}");
+                to_stderr!("warning: {warning}");
             }
             Some(loaded)
         }
         Err(e) => {
-            eprintln!(
+            to_stderr!(
                 "error: the policy directory {} is invalid\n\n{e}",
                 dir.display()
             );
@@ -301,7 +309,7 @@ async fn sync(common: CommonArgs) -> anyhow::Result<ExitCode> {
         .render(common.output, &mut out)?;
     out.flush()?;
     if s.cancel.is_cancelled() {
-        eprintln!("error: interrupted{SYNC_AGAIN}");
+        to_stderr!("error: interrupted{SYNC_AGAIN}");
         return Ok(ExitCode::FAILURE);
     }
     Ok(if outcome.ok() {
@@ -335,7 +343,7 @@ async fn within_grace<T>(
 
 /// The exit of a command whose requests outlived [`INTERRUPT_GRACE`] after an interruption.
 fn abandoned(advice: &str) -> ExitCode {
-    eprintln!(
+    to_stderr!(
         "error: interrupted; requests still in flight after {} were abandoned{advice}",
         humantime::format_duration(INTERRUPT_GRACE)
     );
@@ -347,7 +355,7 @@ fn abandoned(advice: &str) -> ExitCode {
 pub fn cancel_on_signal(cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         wait_for_signal().await;
-        eprintln!("interrupted: starting no new requests (press Ctrl-C again to exit at once)");
+        to_stderr!("interrupted: starting no new requests (press Ctrl-C again to exit at once)");
         cancel.cancel();
         wait_for_signal().await;
         std::process::exit(130);

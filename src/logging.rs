@@ -32,7 +32,10 @@ pub fn init(verbosity: u8, format: LogFormat, daemon: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(use_color_on_stderr());
+        .with_ansi(use_color_on_stderr())
+        // On a failed write the subscriber would report it with `eprintln!`, which panics when
+        // stderr itself is what failed (a closed log pipe): lose the line, keep the process.
+        .log_internal_errors(false);
     // A second init (tests that run commands in-process) keeps the first subscriber.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
