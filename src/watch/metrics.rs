@@ -13,6 +13,12 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+use crate::plan::Action;
+
+/// The `result` label of `tfe_policy_sync_actions_total`.
+const ACTION_SUCCESS: &str = "success";
+const ACTION_ERROR: &str = "error";
+
 /// The `Content-Type` of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -45,6 +51,12 @@ pub enum ReconcileResult {
 }
 
 impl ReconcileResult {
+    pub const ALL: [ReconcileResult; 3] = [
+        ReconcileResult::Success,
+        ReconcileResult::Error,
+        ReconcileResult::Invalid,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ReconcileResult::Success => "success",
@@ -133,6 +145,21 @@ impl Metrics {
             "Build information",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
+        // Every series a dashboard or an alert reads exists from the start, at 0: a rate over
+        // a series that does not exist yet is "no data", not 0.
+        for result in ReconcileResult::ALL {
+            drop(reconciles.get_or_create(&ResultLabels {
+                result: result.as_str(),
+            }));
+        }
+        for action in [Action::Create, Action::Update, Action::Delete] {
+            for result in [ACTION_SUCCESS, ACTION_ERROR] {
+                drop(actions.get_or_create(&ActionLabels {
+                    action: action.as_str(),
+                    result,
+                }));
+            }
+        }
         Metrics {
             registry,
             reconciles,
@@ -165,7 +192,7 @@ impl Metrics {
 
     /// Counts one applied change. `action` is `create`, `update` or `delete`.
     pub fn action(&self, action: &'static str, ok: bool) {
-        let result = if ok { "success" } else { "error" };
+        let result = if ok { ACTION_SUCCESS } else { ACTION_ERROR };
         self.actions
             .get_or_create(&ActionLabels { action, result })
             .inc();
@@ -213,6 +240,26 @@ impl crate::client::RequestObserver for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Bug (audit, MED): a label series appeared only with its first event, so an alert on
+    /// `rate(tfe_policy_sync_reconcile_total{result="error"}[5m])` or on failed deletes saw no
+    /// series at all (not 0) until the first failure.
+    #[test]
+    fn every_result_and_action_series_exists_at_zero_before_any_event() {
+        let text = Metrics::new().encode();
+        for result in ["success", "error", "invalid"] {
+            let line = format!("tfe_policy_sync_reconcile_total{{result=\"{result}\"}} 0");
+            assert!(text.contains(&line), "missing {line:?} in:\n{text}");
+        }
+        for action in ["create", "update", "delete"] {
+            for result in ["success", "error"] {
+                let line = format!(
+                    "tfe_policy_sync_actions_total{{action=\"{action}\",result=\"{result}\"}} 0"
+                );
+                assert!(text.contains(&line), "missing {line:?} in:\n{text}");
+            }
+        }
+    }
 
     #[test]
     fn the_exposition_carries_every_documented_name() {
