@@ -44,6 +44,8 @@ pub struct CycleSettings {
     pub drift: DriftMode,
     /// A reconcile downloads every policy's code when the last full download is this old.
     pub verify_interval: Duration,
+    /// The whole-request deadline per attempt (`--request-timeout`).
+    pub request_timeout: Duration,
 }
 
 /// The reconciler of one organization and what the daemon learned about it.
@@ -193,6 +195,7 @@ impl WatchCycle {
                 // outage fails the cycle quickly and the loop's backoff takes over, so
                 // `/readyz` and the log show it within seconds.
                 max_retries: CLIENT_RETRIES,
+                request_timeout: self.settings.request_timeout,
                 ..ClientOptions::default()
             },
         )

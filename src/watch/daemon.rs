@@ -36,6 +36,8 @@ pub struct DaemonConfig {
     pub interval: Duration,
     pub debounce: Duration,
     pub verify_interval: Duration,
+    /// `--request-timeout`: the whole-request deadline per attempt.
+    pub request_timeout: Duration,
 }
 
 impl DaemonConfig {
@@ -51,6 +53,7 @@ impl DaemonConfig {
             interval: args.interval,
             debounce: args.debounce,
             verify_interval: args.verify_interval,
+            request_timeout: common.request_timeout,
         }
     }
 }
@@ -163,6 +166,7 @@ pub async fn run_daemon(
             dry_run: config.dry_run,
             drift: config.drift,
             verify_interval: config.verify_interval,
+            request_timeout: config.request_timeout,
         },
         status,
         shutdown.clone(),

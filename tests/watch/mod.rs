@@ -371,6 +371,41 @@ async fn an_outage_is_survived_and_readiness_follows_it() {
     daemon::wait_for_status(&format!("{health}/readyz"), 200).await;
 }
 
+/// Bug (audit): `watch` accepted the hidden `--request-timeout` but its client kept the 30 s
+/// default, so a service that stopped answering held a reconcile (and `/readyz`) for 30 s per
+/// attempt. With the flag, the reconcile fails within the timeout and the daemon carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_service_fails_the_reconcile_within_the_request_timeout() {
+    let emu = start_with(unlimited()).await;
+    emu.emulator.set_faults(Faults {
+        hang: Fault::rate(1.0),
+        ..Faults::default()
+    });
+    let dir = PolicyDir::new(&[A]);
+    let mut daemon = Daemon::start(
+        &emu,
+        dir.path(),
+        Opts {
+            extra: &["--request-timeout", "300ms"],
+            ..Opts::default()
+        },
+    );
+    let health = daemon.health_url().await;
+    // Well within DEADLINE (20 s), which the 30 s default cannot meet.
+    let line = daemon.wait_for_line(&["reconcile failed"]).await;
+    assert!(
+        line.contains("no complete response within 300ms"),
+        "{}",
+        daemon.log_text()
+    );
+    assert!(daemon.is_running(), "{}", daemon.log_text());
+    assert_eq!(http_get(&format!("{health}/readyz")).await.0, 503);
+
+    // The service answers again: the backoff retry converges.
+    emu.emulator.set_faults(Faults::default());
+    converged(&emu, &[A]).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_and_metrics_report_a_converged_daemon() {
     let emu = start_with(unlimited()).await;
