@@ -660,3 +660,52 @@ async fn a_usage_error_exits_1_not_the_changes_status_2() {
         assert!(!run.stdout.is_empty());
     }
 }
+
+/// Audit: `sync --dry-run` is `plan` (CONTRACT.md), but `sync` rejected `--detailed-exitcode`,
+/// so a CI step could not ask `sync --dry-run` whether anything would change.
+#[tokio::test]
+async fn sync_dry_run_with_detailed_exitcode_exits_like_plan() {
+    let server = start_with(unlimited()).await;
+    let dir = PolicyDir::generated(2);
+    let dry =
+        || Cmd::against(&server, "sync", dir.path()).args(["--dry-run", "--detailed-exitcode"]);
+    dry().run().await.assert_code(2);
+    assert_eq!(mutating_requests(&server), Vec::<String>::new());
+
+    Cmd::against(&server, "sync", dir.path())
+        .run()
+        .await
+        .assert_code(0);
+    dry().run().await.assert_code(0);
+
+    // Without --dry-run it means nothing: a usage error (exit 1, never 2), before any request.
+    server.emulator.clear_requests();
+    let run = Cmd::against(&server, "sync", dir.path())
+        .arg("--detailed-exitcode")
+        .run()
+        .await;
+    run.assert_code(1);
+    assert!(run.stderr.contains("--dry-run"), "{}", run.stderr);
+    assert!(server.emulator.requests().is_empty());
+}
+
+/// Audit: the `-v` help said "warnings by default", but `watch` shows its reconcile lines
+/// (info) without any `-v`.
+#[tokio::test]
+async fn the_verbose_help_says_watch_logs_its_reconciles_at_info() {
+    for args in [&["--help"][..], &["watch", "--help"]] {
+        let run = Cmd::new(args).run().await;
+        run.assert_code(0);
+        let line = run
+            .stdout
+            .lines()
+            .skip_while(|l| !l.contains("--verbose"))
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            line.contains("watch") && line.contains("info"),
+            "{args:?}: {line}"
+        );
+    }
+}

@@ -621,3 +621,45 @@ async fn json_logs_are_one_object_per_line_and_never_hold_the_token() {
         assert!(!line.contains(TOKEN), "the token leaked: {line}");
     }
 }
+
+/// Audit: `watch` accepts `--output` (CONTRACT.md lists it for plan, sync and watch) but
+/// reports through its log, so the flag silently did nothing. It stays accepted, so one set of
+/// flags still serves every command, and says at start what to use instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_output_is_accepted_and_points_at_log_format() {
+    let emu = start_with(unlimited()).await;
+    let dir = PolicyDir::new(&[A]);
+    let daemon = Daemon::start(
+        &emu,
+        dir.path(),
+        Opts {
+            extra: &["--output", "json"],
+            ..Opts::default()
+        },
+    );
+    let line = daemon.wait_for_line(&["--output"]).await;
+    assert!(
+        line.contains("WARN") && line.contains("--log-format"),
+        "{line}"
+    );
+    converged(&emu, &[A]).await;
+
+    // Without the flag, no such warning.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let mut quiet = Daemon::start(
+        &emu,
+        dir.path(),
+        Opts {
+            listen: false,
+            extra: &["--listen", &addr],
+            ..Opts::default()
+        },
+    );
+    quiet.wait_exit().await;
+    assert!(
+        !quiet.log_text().contains("--output"),
+        "{}",
+        quiet.log_text()
+    );
+}
