@@ -241,7 +241,22 @@ fn resolve_address(
     } else if let Some(a) = non_empty(env("TFE_ADDRESS")) {
         (a, "TFE_ADDRESS")
     } else if let Some(h) = non_empty(env("TFE_HOSTNAME")) {
-        (format!("https://{}", h.trim()), "TFE_HOSTNAME")
+        let host = h.trim();
+        if host.contains("://") {
+            // TFE_HOSTNAME is a host name (as the tfe provider and go-tfe read it); a URL here
+            // would become https://https://..., rejected for a reason that misleads.
+            let bare = host.split_once("://").map_or(host, |(_, rest)| rest);
+            let bare = bare.trim_end_matches('/');
+            return Err(ConfigError::InvalidAddress {
+                address: host.to_owned(),
+                origin: "TFE_HOSTNAME",
+                reason: format!(
+                    "TFE_HOSTNAME takes a host name such as {bare}, not a URL; drop the \
+                     scheme (TFE_HOSTNAME={bare}), or set TFE_ADDRESS={host} instead"
+                ),
+            });
+        }
+        (format!("https://{host}"), "TFE_HOSTNAME")
     } else {
         (DEFAULT_ADDRESS.to_owned(), "the default")
     };
@@ -257,9 +272,18 @@ pub fn parse_address(raw: &str, origin: &'static str) -> Result<Url, ConfigError
         reason: reason.to_owned(),
     };
     if !raw.contains("://") {
-        return Err(invalid(
-            "give a full URL with its scheme, such as https://tfe.example.com",
-        ));
+        let looks_like_a_host = !raw.is_empty()
+            && raw
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c));
+        return Err(invalid(&if looks_like_a_host {
+            format!(
+                "give a full URL with its scheme, such as --address https://{raw} (or set \
+                 TFE_HOSTNAME={raw}, which means the same)"
+            )
+        } else {
+            "give a full URL with its scheme, such as https://tfe.example.com".to_owned()
+        }));
     }
     let url = Url::parse(raw).map_err(|e| invalid(&e.to_string()))?;
     match url.scheme() {
@@ -602,6 +626,49 @@ mod tests {
             assert!(msg.contains(want), "{raw}: {msg}");
             assert!(msg.contains("--address/TFE_ADDRESS"), "{raw}: {msg}");
         }
+    }
+
+    /// Audit: TFE_HOSTNAME holds a host name; given a URL it became
+    /// `https://https://tfe.example.com`, rejected as "an address with a path".
+    #[test]
+    fn tfe_hostname_with_a_scheme_says_it_takes_a_host_name() {
+        for raw in ["https://tfe.example.com", "http://127.0.0.1:8080"] {
+            let msg = resolve_with(
+                &args(),
+                &[("TFE_TOKEN", SECRET), ("TFE_HOSTNAME", raw)],
+                None,
+            )
+            .unwrap_err()
+            .to_string();
+            for want in ["TFE_HOSTNAME", "host name", "TFE_ADDRESS", raw] {
+                assert!(msg.contains(want), "{raw}: missing {want:?} in {msg}");
+            }
+            assert!(!msg.contains("https://https://"), "{msg}");
+        }
+        // A bare host name, with or without a port, is what it takes.
+        for (host, want) in [
+            ("tfe.example.com", "https://tfe.example.com/"),
+            ("tfe.example.com:8443", "https://tfe.example.com:8443/"),
+        ] {
+            let c = resolve_with(
+                &args(),
+                &[("TFE_TOKEN", SECRET), ("TFE_HOSTNAME", host)],
+                None,
+            )
+            .unwrap();
+            assert_eq!(c.address.as_str(), want);
+        }
+    }
+
+    /// Audit: a bare host name in --address/TFE_ADDRESS was refused with a generic example;
+    /// the message now spells the address to write.
+    #[test]
+    fn a_bare_host_name_as_address_suggests_the_url() {
+        let msg = parse_address("tfe.example.com", "--address/TFE_ADDRESS")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("--address https://tfe.example.com"), "{msg}");
+        assert!(msg.contains("TFE_HOSTNAME=tfe.example.com"), "{msg}");
     }
 
     #[test]
