@@ -140,7 +140,7 @@ pub struct WatchCommand {
 
 /// Parses the command line, runs the command and turns its outcome into an exit status.
 pub fn main() -> ExitCode {
-    let parsed = Cli::command()
+    let parsed = without_empty_env(Cli::command())
         .try_get_matches()
         .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, matches)));
     let (cli, matches) = match parsed {
@@ -178,6 +178,20 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `cmd` without the environment fallback of every argument whose variable is set to the
+/// empty string: an empty variable (a CI secret that is not defined, `export TFE_POLICY_DIR=`)
+/// is unset, not an empty value that fails (`--dir`) or wins over a better source
+/// (TFE_ORGANIZATION over the manifest's `organization:`).
+fn without_empty_env(cmd: clap::Command) -> clap::Command {
+    cmd.mut_args(|arg| {
+        let empty = arg
+            .get_env()
+            .is_some_and(|name| std::env::var_os(name).is_some_and(|v| v.is_empty()));
+        if empty { arg.env(None) } else { arg }
+    })
+    .mut_subcommands(without_empty_env)
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -284,9 +298,7 @@ fn session(common: &CommonArgs) -> anyhow::Result<Option<Session>> {
 }
 
 fn stdout_color(format: Format) -> bool {
-    format == Format::Human
-        && std::env::var_os("NO_COLOR").is_none()
-        && std::io::stdout().is_terminal()
+    format == Format::Human && !logging::no_color() && std::io::stdout().is_terminal()
 }
 
 async fn plan(common: CommonArgs, detailed_exitcode: bool) -> anyhow::Result<ExitCode> {

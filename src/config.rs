@@ -152,12 +152,15 @@ pub enum ConfigError {
     EmptyOrganization { origin: &'static str },
     #[error(
         "no API token found for {host}: pass --token-file PATH, set TFE_TOKEN or {host_var}, \
-         or run `terraform login {host}` (which writes {credentials})"
+         or run `terraform login {host}` (which writes {credentials}){}",
+        empty_note(empty_vars)
     )]
     NoToken {
         host: String,
         host_var: String,
         credentials: String,
+        /// Token variables that are set to the empty string, which counts as unset.
+        empty_vars: Vec<String>,
     },
     #[error("the API token from {from} is empty")]
     EmptyToken { from: TokenSource },
@@ -174,6 +177,21 @@ pub enum ConfigError {
     },
     #[error("cannot use the Terraform credentials file {path}: {reason}")]
     CredentialsFile { path: PathBuf, reason: String },
+}
+
+/// "; note: TFE_TOKEN is set but empty (an empty variable counts as unset)", or nothing.
+fn empty_note(vars: &[String]) -> String {
+    if vars.is_empty() {
+        return String::new();
+    }
+    let listed: Vec<String> = vars
+        .iter()
+        .map(|v| format!("{v} is set but empty"))
+        .collect();
+    format!(
+        "; note: {} (an empty variable counts as unset)",
+        listed.join(", ")
+    )
 }
 
 /// Resolves the connection settings.
@@ -195,9 +213,33 @@ pub fn resolve(
     env: &dyn Fn(&str) -> Option<String>,
     home: Option<&Path>,
 ) -> Result<Connection, ConfigError> {
+    // A variable set to the empty string (a CI secret that is not defined, `export X=`) is
+    // unset, as most tools treat it: it neither wins over the next source nor fails.
+    let raw_env = env;
+    let env = &|k: &str| raw_env(k).filter(|v| !v.is_empty());
     let address = resolve_address(args, env)?;
     let organization = resolve_organization(args, manifest_org, env)?;
-    let (token, token_source) = resolve_token(args, &address, env, home)?;
+    let (token, token_source) = resolve_token(args, &address, env, home).map_err(|e| match e {
+        ConfigError::NoToken {
+            host,
+            host_var,
+            credentials,
+            ..
+        } => {
+            let empty_vars = ["TFE_TOKEN", host_var.as_str()]
+                .into_iter()
+                .filter(|k| raw_env(k).is_some_and(|v| v.is_empty()))
+                .map(str::to_owned)
+                .collect();
+            ConfigError::NoToken {
+                host,
+                host_var,
+                credentials,
+                empty_vars,
+            }
+        }
+        e => e,
+    })?;
     let mut ca_certs = Vec::new();
     ca_certs.extend(args.ca_cert.clone());
     ca_certs.extend(
@@ -430,6 +472,7 @@ fn resolve_token(
         credentials: credentials
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| format!("~/{CREDENTIALS_FILE}")),
+        empty_vars: Vec::new(),
     })
 }
 
@@ -671,6 +714,58 @@ mod tests {
         assert!(msg.contains("TFE_HOSTNAME=tfe.example.com"), "{msg}");
     }
 
+    /// Audit: an empty variable is unset (a CI secret that is not defined), not an empty value.
+    #[test]
+    fn empty_environment_variables_are_unset() {
+        let c = resolve_with(
+            &ConnectionArgs::default(),
+            &[
+                ("TFE_TOKEN", ""),
+                ("TF_TOKEN_app_terraform_io", SECRET),
+                ("TFE_ORGANIZATION", ""),
+                ("TFE_HOSTNAME", ""),
+                ("TFE_ADDRESS", ""),
+            ],
+            None,
+        );
+        // No organization anywhere: the error is the missing one, not an empty one.
+        assert!(matches!(c, Err(ConfigError::NoOrganization)), "{c:?}");
+        let env = env_of(&[
+            ("TFE_TOKEN", ""),
+            ("TF_TOKEN_app_terraform_io", SECRET),
+            ("TFE_ORGANIZATION", ""),
+        ]);
+        let c = resolve(
+            &ConnectionArgs::default(),
+            Some("from-manifest"),
+            &env,
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.organization, "from-manifest");
+        assert_eq!(c.token.expose(), SECRET);
+        assert_eq!(
+            c.token_source,
+            TokenSource::HostTokenEnv("TF_TOKEN_app_terraform_io".into())
+        );
+
+        // Every token variable empty: "no token", naming the empty ones.
+        let dir = tempfile::tempdir().unwrap();
+        let msg = resolve_with(
+            &args(),
+            &[("TFE_TOKEN", ""), ("TF_TOKEN_app_terraform_io", "")],
+            Some(dir.path()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("no API token found"), "{msg}");
+        assert!(
+            msg.contains("TFE_TOKEN is set but empty")
+                && msg.contains("TF_TOKEN_app_terraform_io is set but empty"),
+            "{msg}"
+        );
+    }
+
     #[test]
     fn organization_flag_wins_over_manifest_and_missing_is_a_clear_error() {
         let env = env_of(&[("TFE_TOKEN", SECRET)]);
@@ -802,7 +897,9 @@ mod tests {
         assert!(msg.contains("empty"), "{msg}");
         assert!(msg.contains(&file.display().to_string()), "{msg}");
 
-        let msg = resolve_with(&args(), &[("TFE_TOKEN", "")], None)
+        // An empty TFE_TOKEN is unset (`empty_environment_variables_are_unset`); one that is
+        // only blanks is a mistake worth naming.
+        let msg = resolve_with(&args(), &[("TFE_TOKEN", " \n")], None)
             .unwrap_err()
             .to_string();
         assert!(msg.contains("TFE_TOKEN is empty"), "{msg}");

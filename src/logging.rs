@@ -25,10 +25,14 @@ pub fn default_directive(verbosity: u8, daemon: bool) -> &'static str {
     }
 }
 
-/// Installs the global subscriber. `RUST_LOG`, when set, wins over `-v`.
+/// Installs the global subscriber. `RUST_LOG`, when set (and not empty), wins over `-v`.
 pub fn init(verbosity: u8, format: LogFormat, daemon: bool) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(default_directive(verbosity, daemon)));
+    // An empty RUST_LOG is unset, not a filter that shows nothing but errors.
+    let filter = std::env::var(EnvFilter::DEFAULT_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| EnvFilter::new(default_directive(verbosity, daemon)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -45,5 +49,27 @@ pub fn init(verbosity: u8, format: LogFormat, daemon: bool) {
 
 fn use_color_on_stderr() -> bool {
     use std::io::IsTerminal;
-    std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
+    !no_color() && std::io::stderr().is_terminal()
+}
+
+/// Whether `NO_COLOR` asks for no color: set and not empty, as <https://no-color.org> says.
+pub fn no_color() -> bool {
+    no_color_in(std::env::var_os("NO_COLOR"))
+}
+
+fn no_color_in(value: Option<std::ffi::OsString>) -> bool {
+    value.is_some_and(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Audit: an empty NO_COLOR turned color off; no-color.org says only a non-empty one does.
+    #[test]
+    fn an_empty_no_color_is_unset() {
+        assert!(!no_color_in(None));
+        assert!(!no_color_in(Some("".into())));
+        assert!(no_color_in(Some("1".into())));
+    }
 }

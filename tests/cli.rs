@@ -709,3 +709,52 @@ async fn the_verbose_help_says_watch_logs_its_reconciles_at_info() {
         );
     }
 }
+
+/// Audit: an environment variable set to the empty string (a CI secret that is not defined,
+/// `export TFE_ORGANIZATION=`) is unset, as most tools treat it, rather than an empty value:
+/// TFE_ORGANIZATION="" failed with "the organization name is empty" instead of using the
+/// manifest's, TFE_TOKEN="" hid TF_TOKEN_<host>, TFE_POLICY_DIR="" was a usage error, and
+/// RUST_LOG="" silenced the log.
+#[tokio::test]
+async fn empty_environment_variables_count_as_unset() {
+    let server = start_with(unlimited()).await;
+    let dir = PolicyDir::new(
+        "organization: my-organization\npolicies:\n  - name: a\n    mode: advisory\n",
+        &[("a.sentinel", "main = rule { true }\n")],
+    );
+    let run = Cmd::against(&server, "plan", dir.path())
+        .env("TFE_ORGANIZATION", "")
+        .env("TFE_TOKEN", "")
+        .env("TF_TOKEN_127_0_0_1", TOKEN)
+        .env("RUST_LOG", "")
+        .arg("-v")
+        .run()
+        .await;
+    run.assert_code(0);
+    assert!(run.stdout.contains("1 to create"), "{}", run.stdout);
+    // -v applies: an empty RUST_LOG does not override it.
+    assert!(run.stderr.contains("planned"), "{}", run.stderr);
+
+    // TFE_POLICY_DIR="" is the default directory, `policies`.
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir(work.path().join("policies")).unwrap();
+    std::fs::write(work.path().join("policies/policies.yaml"), "policies: []\n").unwrap();
+    let mut cmd = Cmd::new(&["validate"]).env("TFE_POLICY_DIR", "");
+    cmd.command().current_dir(work.path());
+    let run = cmd.run().await;
+    run.assert_code(0);
+    assert!(run.stdout.contains("policies: valid"), "{}", run.stdout);
+
+    // With no other source, the missing-token error says TFE_TOKEN was empty.
+    let run = Cmd::against(&server, "plan", dir.path())
+        .env("TFE_TOKEN", "")
+        .run()
+        .await;
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("no API token found")
+            && run.stderr.contains("TFE_TOKEN is set but empty"),
+        "{}",
+        run.stderr
+    );
+}
