@@ -13,14 +13,17 @@
 //!   (`getrusage(RUSAGE_THREAD)`) and excludes the emulator. Their peak RSS is the whole bench
 //!   process, emulator included (the peak is reset before each scenario).
 //! * The memory scenarios run the real release binary (`target/release/tfe-policy-sync`, built
-//!   first if needed) as a child against the in-process emulator, and read its peak RSS and CPU
-//!   time from `wait4`. The idle `watch` is sampled from `/proc/<pid>/status` once converged.
-//! * The file-save-to-service latency of `watch` is measured by its own example,
-//!   `cargo run --release --example save_to_service`; it is not duplicated here.
+//!   first if needed) against the in-process emulator, through a small launcher process that
+//!   reads the binary's own peak RSS and CPU time from `wait4` (see [`Launched`] for why not
+//!   directly). The idle `watch` is sampled from `/proc/<pid>/status` once converged.
+//! * The file-save-to-service latency runs the release binary's `watch` as a child and polls
+//!   the emulator's store every millisecond; `cargo run --release --example save_to_service`
+//!   breaks it down further (debounce values, in-place and atomic saves).
 //!
 //! Every scenario's organization starts fresh; nothing leaves the machine (loopback only).
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -35,9 +38,8 @@ use tfe_policy_sync::model::{DesiredPolicy, DesiredState, Mode, PolicyName};
 use tfe_policy_sync::reconcile::{Reconciler, Settings};
 use tokio_util::sync::CancellationToken;
 
-/// Set in the environment of the child that runs the `watch` daemon when the binary has no
-/// `watch` command yet; holds the policy directory.
-const WATCH_CHILD_ENV: &str = "TFE_POLICY_SYNC_BENCH_WATCH_CHILD";
+/// Set in the environment of the bench's launcher mode (see [`Launched`]).
+const LAUNCHER_ENV: &str = "TFE_POLICY_SYNC_BENCH_LAUNCHER";
 
 /// What one scenario is compared with.
 enum Floor {
@@ -80,8 +82,8 @@ impl Row {
 }
 
 fn main() -> anyhow::Result<()> {
-    if let Some(dir) = std::env::var_os(WATCH_CHILD_ENV) {
-        return watch_child(PathBuf::from(dir));
+    if std::env::var_os(LAUNCHER_ENV).is_some() {
+        return launcher();
     }
     // The emulator gets its own runtime and threads; the client runs on this thread.
     let emu_rt = tokio::runtime::Builder::new_multi_thread()
@@ -97,28 +99,49 @@ fn main() -> anyhow::Result<()> {
         client_rt: &client_rt,
     };
 
+    // `cargo run --release --example bench -- 5 6` runs only scenarios 5 and 6.
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    let run = |n: &str| only.is_empty() || only.iter().any(|o| o == n);
     let started = *START.get_or_init(Instant::now);
     let mut rows = Vec::new();
-    progress("1/5 rate limit: cold sync of 150 policies at 30 requests/s ...");
-    rows.push(bench.rate_limited_cold_sync(150)?);
-    progress("2/5 latency: cold and no-op syncs of 300 policies, 20 ms added latency ...");
-    rows.extend(bench.latency_bound(300, Duration::from_millis(20), 8)?);
-    progress("4/5 steady-state watch cycles on 1,000 converged policies ...");
-    rows.extend(bench.steady_state(1000, 5, Duration::from_millis(20), 8)?);
-    progress("5/5 memory: the release binary, 10,000 policies (sync) and 1,000 (watch) ...");
-    let binary = release_binary()?;
-    rows.extend(bench.sync_memory(&binary, 10_000)?);
-    rows.push(bench.watch_idle(&binary, 1000)?);
+    if run("1") {
+        progress("1 rate limit: cold sync of 150 policies at 30 requests/s ...");
+        rows.push(bench.rate_limited_cold_sync(150)?);
+    }
+    if run("2") || run("3") {
+        progress("2 latency: cold and no-op syncs of 300 policies, 20 ms added latency ...");
+        rows.extend(bench.latency_bound(300, Duration::from_millis(20), 8)?);
+    }
+    if run("4") {
+        progress("4 steady-state watch cycles on 1,000 converged policies ...");
+        rows.extend(bench.steady_state(1000, 5, Duration::from_millis(20), 8)?);
+    }
+    let mut floor = None;
+    if run("5") || run("6") {
+        let binary = release_binary()?;
+        // What the launcher itself contributes to a child's peak RSS: `true`'s.
+        floor = Some(Launched::start(Path::new("true"), &[])?.finish()?.1.max_rss);
+        if run("5") {
+            progress("5 memory: the release binary, 10,000 policies (sync), 1,000 (watch) ...");
+            rows.extend(bench.sync_memory(&binary, 10_000)?);
+            rows.push(bench.watch_idle(&binary, 1000)?);
+        }
+        if run("6") {
+            progress("6 file save to service: the release binary's `watch`, 250 policies ...");
+            rows.push(bench.save_to_service(&binary, 250, Duration::from_millis(500), 10)?);
+        }
+    }
 
     print_table(&rows);
     println!();
     println!(
-        "6. file save → service in `watch`: measured by `cargo run --release --example \
-         save_to_service` (not repeated here)."
-    );
-    println!(
-        "CPU: in-process rows count only the client's thread; child rows the whole process. \
-         † peak RSS of the bench process, emulator included. Machine: {} cores. Total {:.0} s.",
+        "CPU: in-process rows count only the client's thread; binary rows the whole process. \
+         † peak RSS of the bench process, emulator included; binary rows are the binary's own{}. \
+         Machine: {} cores. Total {:.0} s.",
+        floor.map_or(String::new(), |f| format!(
+            " (measurement floor: `true` through the launcher peaks at {})",
+            mib(f)
+        )),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         started.elapsed().as_secs_f64()
     );
@@ -418,26 +441,10 @@ impl Bench<'_> {
         for kind in ["cold", "no-op"] {
             progress(&format!("    `sync` {kind}, {n} policies"));
             server.emulator.clear_requests();
-            let mut command = Command::new(binary);
-            command
-                .arg("sync")
-                .arg("--dir")
-                .arg(&dir)
-                .arg("--address")
-                .arg(server.base_url())
-                .arg("--organization")
-                .arg(DEFAULT_ORGANIZATION)
-                .arg("--token-file")
-                .arg(&token_file)
-                .env_remove("RUST_LOG")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
+            let mut args = vec!["sync".into(), "--dir".into(), dir.clone().into_os_string()];
+            args.extend(connection_args(&server, &token_file));
             let t0 = Instant::now();
-            let child = command
-                .spawn()
-                .with_context(|| format!("starting {}", binary.display()))?;
-            let (status, usage) = wait4(child)?;
+            let (status, usage) = Launched::start(binary, &args)?.finish()?;
             let wall = t0.elapsed();
             ensure!(
                 status == 0,
@@ -476,38 +483,12 @@ impl Bench<'_> {
         let dir = work.path().join("policies");
         write_policy_dir(&dir, &desired)?;
         let token_file = token_file(work.path())?;
-        let cli_has_watch = Command::new(binary)
-            .args(["watch", "--help"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        let mut command = if cli_has_watch {
-            let mut c = Command::new(binary);
-            c.arg("watch").arg("--dir").arg(&dir);
-            c
-        } else {
-            // `watch` is not in the CLI yet: run the same daemon (`watch::run_daemon`) in a
-            // child copy of this bench.
-            let mut c = Command::new(std::env::current_exe()?);
-            c.env(WATCH_CHILD_ENV, &dir);
-            c
-        };
-        command
-            .arg("--address")
-            .arg(server.base_url())
-            .arg("--organization")
-            .arg(DEFAULT_ORGANIZATION)
-            .arg("--token-file")
-            .arg(&token_file)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        let mut args = vec!["watch".into(), "--dir".into(), dir.clone().into_os_string()];
+        args.extend(connection_args(&server, &token_file));
         progress(&format!("    `watch`, {n} policies"));
         let t0 = Instant::now();
-        let child = command.spawn().context("starting the watch daemon")?;
-        let pid = child.id();
+        let child = Launched::start(binary, &args)?;
+        let pid = child.pid;
         // Converged and idle: the first reconcile's requests are in and nothing came for 1 s.
         let mut last = (0, Instant::now());
         let converged = loop {
@@ -520,7 +501,7 @@ impl Bench<'_> {
             }
             if t0.elapsed() > Duration::from_secs(60) {
                 kill(pid);
-                let _ = wait4(child);
+                let _ = child.finish();
                 bail!("the watch daemon did not settle within 60 s ({count} requests)");
             }
         };
@@ -531,14 +512,10 @@ impl Bench<'_> {
         let idle_cpu = proc_cpu(pid)?.saturating_sub(cpu0);
         let rss = status_kib(&pid.to_string(), "VmRSS").context("reading VmRSS")? * 1024;
         kill(pid);
-        let (_, usage) = wait4(child)?;
+        let (_, usage) = child.finish()?;
         self.stop(server);
         Ok(Row {
-            scenario: if cli_has_watch {
-                "5 `watch` binary, idle after converging".into()
-            } else {
-                "5 `watch` daemon (run_daemon in a child), idle".into()
-            },
+            scenario: "5 `watch` binary, idle after converging".into(),
             policies: n,
             requests,
             wall: converged,
@@ -551,6 +528,105 @@ impl Bench<'_> {
                 mib(rss),
                 idle_cpu.as_secs_f64() * 1e3,
                 idle.as_secs()
+            ),
+        })
+    }
+
+    /// Target 6: in `watch`, how long from saving a policy file (written to a temp file and
+    /// renamed over the original, as editors do) until the service holds the new code. The
+    /// real binary runs as a child with `--debounce`, against the emulator at its documented
+    /// 30 requests/second; the bench polls the emulator's store every millisecond.
+    fn save_to_service(
+        &self,
+        binary: &Path,
+        n: usize,
+        debounce: Duration,
+        saves: usize,
+    ) -> anyhow::Result<Row> {
+        let server = self.emulator(Some(RateLimit::DOCUMENTED), Duration::ZERO)?;
+        let desired = desired_state(n);
+        let mut target = None;
+        for p in desired.policies.values() {
+            let id = server.emulator.insert_policy(
+                DEFAULT_ORGANIZATION,
+                p.name.as_str(),
+                p.mode,
+                Some(&p.code),
+            );
+            target.get_or_insert((id, p.file.clone()));
+        }
+        let (id, file) = target.context("no policies")?;
+        let work = tempfile::tempdir()?;
+        let dir = work.path().join("policies");
+        write_policy_dir(&dir, &desired)?;
+        let file = dir.join(file);
+        let token_file = token_file(work.path())?;
+        let debounce_flag = format!("{}ms", debounce.as_millis());
+        progress(&format!(
+            "    `watch --debounce {debounce_flag}`, {n} policies, {saves} saves"
+        ));
+        let mut args: Vec<OsString> = ["watch", "--interval", "1h", "--debounce", &debounce_flag]
+            .map(OsString::from)
+            .into();
+        args.extend(["--dir".into(), dir.clone().into_os_string()]);
+        args.extend(connection_args(&server, &token_file));
+        let child = Launched::start(binary, &args)?;
+        let pid = child.pid;
+        let measured = (|| {
+            // Round 0 warms up (the first reconcile reads every policy's code) and is not
+            // counted.
+            let mut latencies = Vec::with_capacity(saves);
+            let mut requests = 0;
+            for round in 0..=saves {
+                let new = format!("# revision {round}\nmain = rule {{ {round} >= 0 }}\n");
+                let tmp = file.with_extension("sentinel.tmp-save");
+                std::fs::write(&tmp, &new)?;
+                let before = server.emulator.requests().len();
+                let t0 = Instant::now();
+                std::fs::rename(&tmp, &file)?;
+                loop {
+                    let held = server.emulator.policy(&id).and_then(|p| p.code);
+                    if held.as_deref() == Some(new.as_bytes()) {
+                        break;
+                    }
+                    ensure!(
+                        t0.elapsed() < Duration::from_secs(60),
+                        "save {round} did not reach the service within 60 s"
+                    );
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                let latency = t0.elapsed();
+                // Let the reconcile that delivered it finish before the next save.
+                std::thread::sleep(debounce + Duration::from_millis(300));
+                if round > 0 {
+                    latencies.push(latency);
+                    requests += server.emulator.requests().len() - before;
+                }
+            }
+            anyhow::Ok((latencies, requests))
+        })();
+        kill(pid);
+        let (_, usage) = child.finish()?;
+        self.stop(server);
+        let (mut latencies, requests) = measured?;
+        latencies.sort();
+        let pick = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+        let median = pick(0.5);
+        Ok(Row {
+            scenario: format!("6 `watch` binary, file save → service ({saves} saves)"),
+            policies: n,
+            requests,
+            wall: median,
+            cpu: usage.cpu,
+            rss: Rss::Child(usage.max_rss),
+            floor: Floor::Time(debounce),
+            target: "≤ debounce + 300 ms",
+            notes: format!(
+                "wall = median; min {}, p90 {}, max {}; median − debounce {}; CPU = whole run",
+                secs(latencies[0]),
+                secs(pick(0.9)),
+                secs(latencies[latencies.len() - 1]),
+                secs(median.saturating_sub(debounce))
             ),
         })
     }
@@ -687,46 +763,102 @@ fn release_binary() -> anyhow::Result<PathBuf> {
     Ok(binary)
 }
 
-/// The child mode: the `watch` daemon on a current-thread runtime, until SIGTERM. Flags as
-/// the CLI spells them: `--address URL --organization ORG --token-file PATH`.
-fn watch_child(dir: PathBuf) -> anyhow::Result<()> {
-    use tfe_policy_sync::config::ConnectionArgs;
-    use tfe_policy_sync::watch::{self, DaemonConfig, DriftMode};
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1).cloned())
-    };
-    let config = DaemonConfig {
-        dir,
-        connection: ConnectionArgs {
-            address: flag("--address"),
-            organization: flag("--organization"),
-            token_file: flag("--token-file").map(PathBuf::from),
-            ca_cert: None,
-        },
-        no_prune: false,
-        allow_empty: false,
-        concurrency: 8,
-        dry_run: false,
-        drift: DriftMode::Heal,
-        interval: Duration::from_secs(300),
-        debounce: Duration::from_millis(500),
-        verify_interval: Duration::from_secs(3600),
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let shutdown = CancellationToken::new();
-        let on_signal = shutdown.clone();
-        tokio::spawn(async move {
-            tfe_policy_sync::cli::wait_for_signal().await;
-            on_signal.cancel();
-        });
-        watch::run_daemon(config, None, shutdown).await
-    })?;
+/// `--address URL --organization ORG --token-file PATH` for the emulator `server`.
+fn connection_args(server: &Running, token_file: &Path) -> Vec<OsString> {
+    vec![
+        "--address".into(),
+        server.base_url().into(),
+        "--organization".into(),
+        DEFAULT_ORGANIZATION.into(),
+        "--token-file".into(),
+        token_file.as_os_str().to_owned(),
+    ]
+}
+
+/// The release binary running as a grandchild, through a copy of this bench in launcher
+/// mode that reports the binary's own resource usage.
+///
+/// Why not spawn it directly: Linux carries the parent's peak RSS into a child across
+/// `exec` (`signal->maxrss`), and `std::process::Command` spawns with `vfork`, so a child of
+/// this bench would report the bench's own peak (tens of MiB, the in-process emulator
+/// included) as its `ru_maxrss`. The launcher is a fresh, small process (about 2 MiB), so
+/// the peak its child reports is the binary's.
+struct Launched {
+    launcher: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    /// The binary's pid (not the launcher's): for `/proc` and signals.
+    pid: u32,
+}
+
+impl Launched {
+    fn start(binary: &Path, args: &[OsString]) -> anyhow::Result<Launched> {
+        use std::io::BufRead;
+        let mut launcher = Command::new(std::env::current_exe()?)
+            .env(LAUNCHER_ENV, "1")
+            .env_remove("RUST_LOG")
+            .arg(binary)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting the bench launcher")?;
+        let stdout = launcher.stdout.take().context("the launcher's stdout")?;
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let line = lines.next().context("the launcher exited early")??;
+        let pid = line
+            .strip_prefix("pid ")
+            .and_then(|p| p.parse().ok())
+            .with_context(|| format!("unexpected launcher line {line:?}"))?;
+        Ok(Launched {
+            launcher,
+            lines,
+            pid,
+        })
+    }
+
+    /// Waits for the binary to exit: its exit code and resource usage.
+    fn finish(mut self) -> anyhow::Result<(i32, ChildUsage)> {
+        let line = self.lines.next().context("the launcher exited early")??;
+        self.launcher.wait()?;
+        let fields: Vec<u64> = line
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("unexpected launcher line {line:?}"))?;
+        let [code, cpu_us, max_rss] = fields[..] else {
+            bail!("unexpected launcher line {line:?}");
+        };
+        Ok((
+            code as i32,
+            ChildUsage {
+                cpu: Duration::from_micros(cpu_us),
+                max_rss,
+            },
+        ))
+    }
+}
+
+/// Launcher mode: runs `argv[1..]` with no output, prints `pid <pid>`, waits for it and
+/// prints `<exit code> <CPU µs> <peak RSS bytes>`.
+fn launcher() -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut args = std::env::args_os().skip(1);
+    let program = args.next().context("launcher: no program")?;
+    let child = Command::new(program)
+        .args(args)
+        .env_remove(LAUNCHER_ENV)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "pid {}", child.id())?;
+    out.flush()?;
+    let (code, usage) = wait4(child)?;
+    // Death by a signal (wait4 gave -1) is reported as 255.
+    let code = u8::try_from(code).unwrap_or(u8::MAX);
+    writeln!(out, "{code} {} {}", usage.cpu.as_micros(), usage.max_rss)?;
     Ok(())
 }
 

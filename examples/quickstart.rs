@@ -7,7 +7,7 @@
 //! The policy directory is copied to a temporary directory first, so the repository is never
 //! modified.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -101,8 +101,14 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A section title, in bold on a terminal (and plain when piped or with `NO_COLOR`).
 fn banner(title: &str) {
-    println!("\n\x1b[1m== {title}\x1b[0m\n");
+    let bold = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    if bold {
+        println!("\n\x1b[1m== {title}\x1b[0m\n");
+    } else {
+        println!("\n== {title}\n");
+    }
 }
 
 fn print_report(report: Report<'_>) -> anyhow::Result<()> {

@@ -115,6 +115,7 @@ async fn run(scenario: &Scenario) -> anyhow::Result<Row> {
         interval: Duration::from_secs(3600),
         debounce: scenario.debounce,
         verify_interval: Duration::from_secs(3600),
+        request_timeout: tfe_policy_sync::client::ClientOptions::default().request_timeout,
     };
     let shutdown = CancellationToken::new();
     let emu = server.emulator.clone();
