@@ -102,6 +102,12 @@ pub struct CommonArgs {
     /// suits every service; tests shorten it to prove a hung service cannot hang the tool.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = watch::parse_positive_duration, hide = true)]
     pub request_timeout: Duration,
+
+    /// Retries of one request after a 5xx, a timeout or a transport error (`plan` and `sync`;
+    /// a `watch` cycle retries twice and leaves longer outages to its own backoff). Hidden
+    /// for the same reason as --request-timeout.
+    #[arg(long, value_name = "N", hide = true)]
+    pub max_retries: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -279,6 +285,9 @@ fn session(common: &CommonArgs) -> anyhow::Result<Option<Session>> {
         ClientOptions {
             concurrency: usize::from(common.concurrency),
             request_timeout: common.request_timeout,
+            max_retries: common
+                .max_retries
+                .unwrap_or(ClientOptions::default().max_retries),
             cancel: cancel.clone(),
             ..ClientOptions::default()
         },

@@ -530,11 +530,19 @@ async fn sync_reports_a_failed_change_and_still_attempts_the_others() {
         .insert_policy(ORG, "extra", Mode::Advisory, Some(b"x"));
     let dir = PolicyDir::generated(2);
 
+    // Two retries, not the default ten: the failure is certain, only its backoff would grow.
     let run = Cmd::against(&server, "sync", dir.path())
-        .args(["--output", "json"])
+        .args(["--output", "json", "--max-retries", "2"])
         .run()
         .await;
     run.assert_code(1);
+    let puts = server
+        .emulator
+        .requests()
+        .iter()
+        .filter(|r| r.method == reqwest::Method::PUT)
+        .count();
+    assert_eq!(puts, 3, "one upload, tried and retried twice");
     let changes = run.json()["changes"].as_array().unwrap().clone();
     let status = |name: &str| {
         changes

@@ -133,9 +133,12 @@ pub struct RemotePolicySummary {
     pub mode: Mode,
     /// Time of the last code upload; `None` before the first.
     pub updated_at: Option<String>,
-    /// Whether the service says code exists: `links.download` is present. The service adds
-    /// that link once code has been uploaded (the seed's create response has none, its update
-    /// response has one). A hint only: download is the truth, and a 404 there means no code.
+    /// Whether the service may hold code: `links.download` is present (the service adds the
+    /// link once code has been uploaded: the seed's create response has none, its update
+    /// response has one), or `updated-at` is set (the time of the last upload). Only when both
+    /// say "none" is the download skipped; a service that left the link out would otherwise
+    /// have its code uploaded again on every run. A hint only: download is the truth, and a
+    /// 404 there means no code.
     pub has_code: bool,
 }
 
@@ -192,8 +195,9 @@ impl PolicyResource {
             id: self.id,
             name: self.attributes.name,
             mode,
+            has_code: self.attributes.updated_at.is_some()
+                || self.links.is_some_and(|l| l.download.is_some()),
             updated_at: self.attributes.updated_at,
-            has_code: self.links.is_some_and(|l| l.download.is_some()),
         }))
     }
 }
@@ -427,6 +431,21 @@ mod tests {
                 "enforce": [{"path": "p.sentinel", "mode": "advisory"}]
             }}})
         );
+    }
+
+    /// Bug: code was skipped (planned as "no code yet", so uploaded again on every run) for a
+    /// listed policy whose document has an `updated-at` but no `links.download`.
+    #[test]
+    fn an_updated_at_without_a_download_link_still_means_code_may_exist() {
+        let doc: PolicyDocument = decode(
+            br#"{"data": {"id": "pol-1", "type": "policies", "attributes": {
+                "name": "p", "enforcement-level": "advisory",
+                "updated-at": "2017-10-10T20:52:13.898Z"},
+                "links": {"self": "/api/v2/policies/pol-1"}}}"#,
+        )
+        .unwrap();
+        let s = doc.data.into_summary("data").unwrap().unwrap();
+        assert!(s.has_code);
     }
 
     #[test]

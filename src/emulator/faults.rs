@@ -28,12 +28,15 @@ impl FaultTarget {
     }
 }
 
-/// One kind of failure. The next `next` matching requests fail; after those, each matching
-/// request fails with `probability`.
+/// One kind of failure. The first `skip` matching requests pass; then the next `next` fail;
+/// after those, each matching request fails with `probability`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Fault {
     pub probability: f64,
     pub next: u32,
+    /// Matching requests let through before `next` starts counting: "the second delete hangs"
+    /// is `Fault::next(1).after_first(1)`.
+    pub skip: u32,
     pub target: FaultTarget,
     /// The status answered; `None`: 503 before acting, 502 after acting.
     pub status: Option<u16>,
@@ -70,6 +73,12 @@ impl Fault {
     /// Restricts the fault to mutating requests.
     pub fn mutating(self) -> Self {
         self.on(FaultTarget::Mutating)
+    }
+
+    /// Lets the first `n` matching requests through before the fault starts.
+    pub fn after_first(mut self, n: u32) -> Self {
+        self.skip = n;
+        self
     }
 
     /// Answers `status` instead of the default.
@@ -144,6 +153,10 @@ fn fire(fault: &mut Fault, rng: &mut StdRng, method: &Method) -> bool {
     if !fault.target.matches(method) {
         return false;
     }
+    if fault.skip > 0 {
+        fault.skip -= 1;
+        return false;
+    }
     if fault.next > 0 {
         fault.next -= 1;
         return true;
@@ -172,6 +185,22 @@ mod tests {
             Some(StatusCode::SERVICE_UNAVAILABLE)
         );
         assert_eq!(s.before(&Method::POST), None);
+    }
+
+    #[test]
+    fn after_first_lets_that_many_matching_requests_through() {
+        let mut s = FaultState::new(Faults {
+            hang: Fault::next(1)
+                .after_first(2)
+                .on(FaultTarget::Method(Method::DELETE)),
+            ..Faults::default()
+        });
+        let hangs: Vec<bool> = [Method::DELETE, Method::GET, Method::DELETE, Method::DELETE]
+            .iter()
+            .chain(&[Method::DELETE])
+            .map(|m| s.hang(m))
+            .collect();
+        assert_eq!(hangs, [false, false, false, true, false]);
     }
 
     #[test]

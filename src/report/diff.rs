@@ -22,10 +22,14 @@ pub fn unified(from: Option<&[u8]>, to: Option<&[u8]>) -> String {
         .header(header_old, header_new)
         .to_string();
     if text.is_empty() && from != to {
-        // Same text after lossy decoding, different bytes (e.g. invalid UTF-8 sequences).
-        return format!(
-            "--- {header_old}\n+++ {header_new}\n(the code differs in bytes that are not valid UTF-8)\n"
-        );
+        // No line differs, yet the two sides do: one of them is empty, or the bytes differ
+        // only where they are not valid UTF-8 (lossy decoding made them equal).
+        let note = match (from, to) {
+            (None, Some(_)) => "the local code is an empty file",
+            (Some(_), None) => "the remote code is empty",
+            _ => "the code differs in bytes that are not valid UTF-8",
+        };
+        return format!("--- {header_old}\n+++ {header_new}\n({note})\n");
     }
     text
 }
@@ -45,6 +49,19 @@ mod tests {
     fn a_missing_final_newline_is_visible() {
         let d = unified(Some(b"a\n"), Some(b"a"));
         assert!(d.contains("No newline at end of file"), "{d}");
+    }
+
+    /// Bug: a policy without code on the service and an empty local file (and a deleted policy
+    /// whose code was empty) were reported as differing "in bytes that are not valid UTF-8".
+    #[test]
+    fn an_empty_side_is_named_not_called_invalid_utf8() {
+        let d = unified(None, Some(b""));
+        assert!(d.contains("(the local code is an empty file)"), "{d}");
+        let d = unified(Some(b""), None);
+        assert!(d.contains("(the remote code is empty)"), "{d}");
+        let d = unified(Some(b"\xff\n"), Some(b"\xfe\n"));
+        assert!(d.contains("not valid UTF-8"), "{d}");
+        assert_eq!(unified(Some(b"same\n"), Some(b"same\n")), "");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Bad requests never crash or wedge the server: bodies of any size or shape get an error
 //! status, oversized uploads keep the old code, and the server keeps answering.
 
-use tfe_policy_sync::emulator::EmulatorConfig;
+use tfe_policy_sync::emulator::{EmulatorConfig, Fault, Faults, RateLimit};
 use tfe_policy_sync::model::Mode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -233,5 +233,38 @@ async fn concurrent_creates_of_one_name_make_exactly_one_policy() {
         "{statuses:?}"
     );
     assert_eq!(emu.emulator.policies(ORG).len(), 1);
+    emu.stop().await;
+}
+
+/// Answers given before any handler reads the body (401, an injected 503, 429) must reach a
+/// client that is still sending a large upload as statuses it can act on, not as a reset
+/// connection, and store nothing.
+#[tokio::test]
+async fn early_answers_to_a_large_upload_reach_the_client_as_statuses_not_resets() {
+    const BODY: usize = 12 * 1024 * 1024;
+    let emu = start_with(unlimited()).await;
+    let api = Api::new(&emu);
+    let id = api.create("p", "advisory").await;
+
+    let anonymous = api.with_token(None).upload(&id, vec![b'a'; BODY]).await;
+    assert_eq!(anonymous.status, 401);
+
+    emu.emulator.set_faults(Faults {
+        before: Fault::next(1),
+        ..Faults::default()
+    });
+    assert_eq!(api.upload(&id, vec![b'b'; BODY]).await.status, 503);
+
+    emu.emulator.set_rate_limit(Some(RateLimit {
+        per_second: 1,
+        burst: 1,
+    }));
+    assert_eq!(api.get("/ping").await.status, 204, "spends the one token");
+    let limited = api.upload(&id, vec![b'c'; BODY]).await;
+    assert_eq!(limited.status, 429);
+    assert!(limited.header("x-ratelimit-reset").is_some());
+
+    emu.emulator.set_rate_limit(None);
+    assert_eq!(api.download(&id).await.status, 404, "nothing was stored");
     emu.stop().await;
 }

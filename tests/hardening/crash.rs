@@ -14,12 +14,39 @@ use crate::support::hardening::{Proc, assert_converged, mutations, poll_until, r
 
 const SIGKILL: i32 = 9;
 
+/// Where a sync is killed: once the emulator has seen `k` mutating requests.
+#[derive(Debug, Clone, Copy)]
+enum KillAt {
+    /// While creates and updates are under way: enough of them remain (at 50 ms each, two at
+    /// a time) that the kill lands between two requests, not after the last one.
+    Mutations(usize),
+    /// The first `answered` deletions are answered and the rest never are, so the kill always
+    /// lands inside the deletion phase: a sync cannot finish before it (a bug in this test:
+    /// with the kill raced against the last 50 ms of the sync, a loaded machine let the sync
+    /// exit first).
+    Deletions { answered: u32 },
+}
+
 /// Kills a sync of 12 policies (8 to create, 3 to update, 3 to delete: 22 mutating requests)
-/// once the emulator has answered `k` mutating requests, then syncs again.
-async fn kill_after_mutations_then_converge(k: usize) {
+/// at `at`, then syncs again.
+async fn kill_then_converge(at: KillAt) {
+    const CREATES_AND_UPDATES: usize = 19;
+    const DELETES: u32 = 3;
     let mut config = unlimited();
-    // Slow enough that the kill lands between two requests, not after the last one.
     config.latency = Duration::from_millis(50);
+    let k = match at {
+        KillAt::Mutations(k) => k,
+        KillAt::Deletions { answered } => {
+            config.faults = Faults {
+                hang: Fault::next(DELETES - answered)
+                    .after_first(answered)
+                    .on(FaultTarget::Method(Method::DELETE)),
+                ..Faults::default()
+            };
+            // The answered deletions and the first hung one have arrived.
+            CREATES_AND_UPDATES + answered as usize + 1
+        }
+    };
     let server = start_with(config).await;
     let dir = PolicyDir::generated(12);
     let seeded = seed_drift(&server);
@@ -34,13 +61,15 @@ async fn kill_after_mutations_then_converge(k: usize) {
     let killed = sync.wait().await;
     assert!(
         killed.killed_by(SIGKILL),
-        "k={k}: the sync ended before the kill: {killed:#?}"
+        "{at:?}: the sync ended before the kill: {killed:#?}"
     );
     seeded.assert_listed_policies_survived(&server);
 
+    server.emulator.set_faults(Faults::default());
+    server.emulator.release_hung();
     server.emulator.set_latency(Duration::ZERO);
     let run = Cmd::against(&server, "sync", dir.path()).run().await;
-    assert_eq!(run.code, Some(0), "k={k}: {run:#?}");
+    assert_eq!(run.code, Some(0), "{at:?}: {run:#?}");
     assert_converged(&server, dir.path());
     seeded.assert_listed_policies_survived(&server);
     Cmd::against(&server, "plan", dir.path())
@@ -53,9 +82,14 @@ async fn kill_after_mutations_then_converge(k: usize) {
 #[tokio::test]
 async fn a_sync_killed_at_any_point_is_repaired_by_the_next_and_never_deletes_a_listed_policy() {
     // After the first change; midway through the creates and updates; as the deletions start
-    // (19 = every create and update answered); after the first deletion, before the last.
-    for k in [1, 9, 19, 20] {
-        kill_after_mutations_then_converge(k).await;
+    // (every create and update answered); after the first deletion, before the last.
+    for at in [
+        KillAt::Mutations(1),
+        KillAt::Mutations(9),
+        KillAt::Deletions { answered: 0 },
+        KillAt::Deletions { answered: 1 },
+    ] {
+        kill_then_converge(at).await;
     }
 }
 

@@ -44,10 +44,14 @@ async fn a_service_that_never_answers_ends_the_sync_with_an_error() {
     let server = start_with(config).await;
     let dir = PolicyDir::generated(1);
     // Bounded by the guard of `wait`: the attempts and their backoff, never forever.
-    let exit =
-        Proc::spawn(Cmd::against(&server, "sync", dir.path()).args(["--request-timeout", "200ms"]))
-            .wait()
-            .await;
+    let exit = Proc::spawn(Cmd::against(&server, "sync", dir.path()).args([
+        "--request-timeout",
+        "200ms",
+        "--max-retries",
+        "2",
+    ]))
+    .wait()
+    .await;
     assert_eq!(exit.run.code, Some(1), "{:#?}", exit.run);
     assert!(
         exit.run
@@ -57,4 +61,9 @@ async fn a_service_that_never_answers_ends_the_sync_with_an_error() {
         exit.run.stderr
     );
     assert!(server.emulator.requests().iter().all(|r| !r.is_mutating()));
+    assert_eq!(
+        server.emulator.requests().len(),
+        3,
+        "one try and two retries of the first list page"
+    );
 }
