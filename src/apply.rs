@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{ApiError, Client};
 use crate::plan::{Action, Change, Plan};
-use crate::report::Status;
+use crate::report::{Status, plural};
 
 /// The status of every change of a plan, in the plan's order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +62,7 @@ pub async fn apply(
             format!(
                 "not attempted: {failed} {} failed, and deletions run only after every create \
                  and update succeeded",
-                if failed == 1 { "change" } else { "changes" }
+                plural(failed, "change", "changes")
             )
         };
         for i in deletes {

@@ -540,13 +540,19 @@ fn token_from_credentials_file(path: &Path, key: &str) -> Result<Option<String>,
     }
 }
 
-/// Other users who can read the file can act as the token's owner.
+/// Other users who can read the file can act as the token's owner. The group bits count
+/// unless the file's group is this process's own: a Kubernetes Secret mounted for a non-root
+/// pod is `0440` with the pod's `fsGroup`, and a user's private group holds only that user.
 fn warn_if_readable_by_others(path: &Path, what: &str) {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        // SAFETY: getegid(2) cannot fail and touches no memory.
+        let own_group =
+            std::fs::metadata(path).is_ok_and(|m| m.gid() == unsafe { libc::getegid() });
+        let others = if own_group { 0o007 } else { 0o077 };
         if let Ok(meta) = std::fs::metadata(path)
-            && meta.permissions().mode() & 0o077 != 0
+            && meta.permissions().mode() & others != 0
         {
             tracing::warn!(
                 file = %path.display(),

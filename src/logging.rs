@@ -27,12 +27,19 @@ pub fn default_directive(verbosity: u8, daemon: bool) -> &'static str {
 
 /// Installs the global subscriber. `RUST_LOG`, when set (and not empty), wins over `-v`.
 pub fn init(verbosity: u8, format: LogFormat, daemon: bool) {
-    // An empty RUST_LOG is unset, not a filter that shows nothing but errors.
+    // An empty RUST_LOG is unset, not a filter that shows nothing but errors. A malformed one
+    // falls back to the default and says so once the subscriber is up.
+    let default = default_directive(verbosity, daemon);
+    let mut rejected = None;
     let filter = std::env::var(EnvFilter::DEFAULT_ENV)
         .ok()
         .filter(|v| !v.trim().is_empty())
-        .and_then(|v| EnvFilter::try_new(v).ok())
-        .unwrap_or_else(|| EnvFilter::new(default_directive(verbosity, daemon)));
+        .and_then(|v| {
+            EnvFilter::try_new(&v)
+                .map_err(|e| rejected = Some((v, e)))
+                .ok()
+        })
+        .unwrap_or_else(|| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -45,6 +52,12 @@ pub fn init(verbosity: u8, format: LogFormat, daemon: bool) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    if let Some((value, error)) = rejected {
+        tracing::warn!(
+            "ignoring RUST_LOG={value:?}: {error}; logging at the default level ({default}) \
+             instead (RUST_LOG takes directives such as `info` or `tfe_policy_sync=debug`)"
+        );
+    }
 }
 
 fn use_color_on_stderr() -> bool {

@@ -220,6 +220,18 @@ async fn sync_heals_every_kind_of_drift_and_leaves_ignored_policies_alone() {
         run.stdout
     );
 
+    // Deletions come last: after every create, upload and mode change was answered.
+    let log = server.emulator.requests();
+    let first_delete = log
+        .iter()
+        .position(|r| r.method == reqwest::Method::DELETE)
+        .expect("the extra policy was deleted");
+    let last_change = log
+        .iter()
+        .rposition(|r| r.is_mutating() && r.method != reqwest::Method::DELETE)
+        .expect("changes were made");
+    assert!(last_change < first_delete, "{log:#?}");
+
     let after = remote(&server);
     assert_eq!(
         after.keys().collect::<Vec<_>>(),
@@ -368,8 +380,9 @@ async fn a_wrong_token_fails_clearly_without_printing_it() {
         .run()
         .await;
     run.assert_code(1);
+    // Says what happened and where the rejected token came from.
     assert!(
-        run.stderr.contains("401") || run.stderr.contains("token"),
+        run.stderr.contains("401") && run.stderr.contains("rejected the API token from TFE_TOKEN"),
         "{}",
         run.stderr
     );
@@ -504,6 +517,12 @@ async fn sync_converges_under_a_tight_rate_limit() {
         .await
         .assert_code(0);
     assert_converged(&server, &dir, 20);
+    // 41 requests against a burst of 5 at 20 a second: the client had to pace itself, and
+    // did so from the headers, meeting at most a few 429s (each waited out, not fatal).
+    let log = server.emulator.requests();
+    let limited = log.iter().filter(|r| r.status == 429).count();
+    assert!(log.len() - limited >= 41, "{} requests", log.len());
+    assert!(limited <= 3, "{limited} responses were 429");
 }
 
 #[tokio::test]
@@ -763,6 +782,30 @@ async fn empty_environment_variables_count_as_unset() {
         run.stderr.contains("no API token found")
             && run.stderr.contains("TFE_TOKEN is set but empty"),
         "{}",
+        run.stderr
+    );
+}
+
+/// Bug: a malformed RUST_LOG (`tfe_policy_sync=loud`) was dropped without a word, so someone
+/// debugging got the default warnings and no hint why their filter did nothing.
+#[tokio::test]
+async fn a_malformed_rust_log_is_named_and_the_default_level_used() {
+    let server = start_with(unlimited()).await;
+    let dir = PolicyDir::generated(1);
+    let run = Cmd::against(&server, "plan", dir.path())
+        .env("RUST_LOG", "tfe_policy_sync=loud")
+        .run()
+        .await;
+    run.assert_code(0);
+    assert!(
+        run.stderr
+            .contains("ignoring RUST_LOG=\"tfe_policy_sync=loud\""),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("planned"),
+        "the default level shows no info lines: {}",
         run.stderr
     );
 }

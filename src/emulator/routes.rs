@@ -21,6 +21,7 @@ use super::documents::{
     self, ApiError, DEFAULT_PAGE_SIZE, JSON_API, ListDocument, ListMeta, PageLinks, Pagination,
     PolicyDocument, PolicyResource,
 };
+use super::ratelimit::Verdict;
 use super::store::{Duplicate, StoredPolicy};
 use super::{Emulator, RequestRecord, lock};
 
@@ -121,7 +122,9 @@ async fn gate(State(emu): State<Emulator>, mut req: Request, next: Next) -> Resp
         let release = lock(&emu.shared.release).clone();
         release.cancelled().await;
         // Already logged as unanswered.
-        return documents::proxy_error(StatusCode::SERVICE_UNAVAILABLE);
+        let mut response = documents::proxy_error(StatusCode::SERVICE_UNAVAILABLE);
+        add_rate_limit_headers(&mut response, &verdict);
+        return response;
     } else if let Some(status) = lock(&emu.shared.faults).before(&method) {
         documents::proxy_error(status)
     } else if path == PING {
@@ -145,16 +148,21 @@ async fn gate(State(emu): State<Emulator>, mut req: Request, next: Next) -> Resp
         }
     };
 
+    add_rate_limit_headers(&mut response, &verdict);
+    let status = response.status().as_u16();
+    tracing::debug!(%method, %path, status, "emulator request");
+    emu.record(record(status));
+    response
+}
+
+/// `X-RateLimit-Limit`, `-Remaining` and `-Reset`, which every API response carries.
+fn add_rate_limit_headers(response: &mut Response, verdict: &Verdict) {
     let headers = response.headers_mut();
     headers.insert(RATE_LIMIT.clone(), HeaderValue::from(verdict.limit));
     headers.insert(RATE_REMAINING.clone(), HeaderValue::from(verdict.remaining));
     if let Ok(reset) = HeaderValue::from_str(&verdict.reset_header()) {
         headers.insert(RATE_RESET.clone(), reset);
     }
-    let status = response.status().as_u16();
-    tracing::debug!(%method, %path, status, "emulator request");
-    emu.record(record(status));
-    response
 }
 
 async fn ping() -> StatusCode {

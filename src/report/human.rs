@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 
-use super::{Report, Status, diff, summary_line};
+use super::{Report, Status, diff, plural, summary_line};
 use crate::plan::{Action, Change};
 
 const RESET: &str = "\x1b[0m";
@@ -45,11 +45,7 @@ pub fn render(report: &Report<'_>, out: &mut impl Write) -> io::Result<()> {
             p.paint(&format!("{BOLD}{GREEN}"), "No changes."),
             plan.organization,
             plan.unchanged.len(),
-            if plan.unchanged.len() == 1 {
-                "policy"
-            } else {
-                "policies"
-            },
+            plural(plan.unchanged.len(), "policy", "policies"),
         )?;
         return notes(report, out);
     }
@@ -59,9 +55,16 @@ pub fn render(report: &Report<'_>, out: &mut impl Write) -> io::Result<()> {
         "tfe-policy-sync will perform the following actions on organization {:?}:",
         plan.organization
     )?;
-    writeln!(out, "  {} create", p.paint(GREEN, "+"))?;
-    writeln!(out, "  {} update in-place", p.paint(YELLOW, "~"))?;
-    writeln!(out, "  {} delete", p.paint(RED, "-"))?;
+    // The legend, as Terraform's: only the symbols this plan uses.
+    for (action, symbol, colour, meaning) in [
+        (Action::Create, "+", GREEN, "create"),
+        (Action::Update, "~", YELLOW, "update in-place"),
+        (Action::Delete, "-", RED, "delete"),
+    ] {
+        if plan.count(action) > 0 {
+            writeln!(out, "  {} {meaning}", p.paint(colour, symbol))?;
+        }
+    }
 
     for (i, change) in plan.changes.iter().enumerate() {
         writeln!(out)?;
@@ -76,14 +79,19 @@ pub fn render(report: &Report<'_>, out: &mut impl Write) -> io::Result<()> {
         let line = if failed == 0 {
             p.paint(
                 &format!("{BOLD}{GREEN}"),
-                &format!("Sync complete: {} changes applied.", statuses.len()),
+                &format!(
+                    "Sync complete: {} {} applied.",
+                    statuses.len(),
+                    plural(statuses.len(), "change", "changes")
+                ),
             )
         } else {
             p.paint(
                 &format!("{BOLD}{RED}"),
                 &format!(
-                    "Sync failed: {failed} of {} changes failed.",
-                    statuses.len()
+                    "Sync failed: {failed} of {} {} failed.",
+                    statuses.len(),
+                    plural(statuses.len(), "change", "changes")
                 ),
             )
         };

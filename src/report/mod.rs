@@ -88,6 +88,11 @@ fn summary_line(plan: &Plan) -> String {
     )
 }
 
+/// `one` for a single thing, `many` otherwise: "1 change", "2 changes".
+pub fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 { one } else { many }
+}
+
 #[cfg(test)]
 pub(crate) mod fixtures {
     //! A plan with one change of every kind, shared by the snapshot tests of each format.

@@ -27,7 +27,7 @@ use crate::manifest::{self, Loaded};
 use crate::model::{ActualState, DesiredState, RemoteCode};
 use crate::plan::{Action, Change, Plan};
 use crate::reconcile::{Reconciler, Settings};
-use crate::report::Status as ChangeStatus;
+use crate::report::{Status as ChangeStatus, plural};
 
 /// Retries of one request within a cycle (the one-shot commands use the client's default).
 const CLIENT_RETRIES: u32 = 2;
@@ -582,10 +582,6 @@ fn count_changes(plan: &Plan) -> String {
         plural(n, "change", "changes"),
         parts.join(", ")
     )
-}
-
-fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
-    if n == 1 { one } else { many }
 }
 
 #[cfg(test)]

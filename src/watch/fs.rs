@@ -7,8 +7,9 @@
 //! the bridge is a small bounded channel of `()` and a full channel drops the event: one queued
 //! event already guarantees a reconcile.
 //!
-//! When the directory resolves somewhere new (a git-sync symlink swap) or could not be watched
-//! before, [`DirWatcher::ensure`] re-establishes the watch; it is called at every reconcile.
+//! When the directory resolves somewhere new (a git-sync symlink swap), was removed and created
+//! again, or could not be watched before, [`DirWatcher::ensure`] re-establishes the watch; it
+//! is called at every reconcile.
 //! Where native events do not work at all (some network filesystems), the timer still converges.
 
 use std::path::{Path, PathBuf};
@@ -44,12 +45,35 @@ pub fn is_relevant(event: &Event) -> bool {
     event.paths.is_empty() || event.paths.iter().any(|p| !is_scratch(p))
 }
 
+/// Where a watch was set up: the path the directory resolved to, and which directory that
+/// was. A directory removed and created again under the same path is another directory (the
+/// old watch died with it), told apart by its device and inode numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Watched {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl Watched {
+    fn of(dir: &Path) -> std::io::Result<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let path = std::fs::canonicalize(dir)?;
+        let meta = std::fs::metadata(&path)?;
+        Ok(Watched {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            path,
+        })
+    }
+}
+
 /// Watches one directory and sends `()` on `events` for every relevant change in it.
 pub struct DirWatcher {
     dir: PathBuf,
     events: mpsc::Sender<()>,
-    /// The live watch and the path it resolved to when it was set up.
-    active: Option<(RecommendedWatcher, PathBuf)>,
+    /// The live watch and the directory it was set up on.
+    active: Option<(RecommendedWatcher, Watched)>,
     /// The last failure, so a persistent one is logged once, not every cycle.
     last_error: Option<String>,
 }
@@ -58,7 +82,7 @@ impl std::fmt::Debug for DirWatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DirWatcher")
             .field("dir", &self.dir)
-            .field("active", &self.active.as_ref().map(|(_, p)| p))
+            .field("active", &self.active.as_ref().map(|(_, w)| &w.path))
             .finish()
     }
 }
@@ -79,32 +103,33 @@ impl DirWatcher {
         self.active.is_some()
     }
 
-    /// Starts the watch, or restarts it when the directory now resolves to another place.
-    /// A failure is logged as a warning (once while it persists); the timer then carries on.
+    /// Starts the watch, or restarts it when the directory now resolves to another place or
+    /// is another directory than the one watched. A failure is logged as a warning (once while
+    /// it persists); the timer then carries on.
     pub fn ensure(&mut self) {
-        let resolved = match std::fs::canonicalize(&self.dir) {
-            Ok(p) => p,
+        let now = match Watched::of(&self.dir) {
+            Ok(w) => w,
             Err(e) => {
                 self.active = None;
                 self.fail(format!("{}: {e}", self.dir.display()));
                 return;
             }
         };
-        if self.active.as_ref().is_some_and(|(_, p)| *p == resolved) {
+        if self.active.as_ref().is_some_and(|(_, w)| *w == now) {
             return;
         }
-        match self.start(&resolved) {
+        match self.start(&now.path) {
             Ok(watcher) => {
                 if self.active.is_some() {
                     tracing::info!(
                         dir = %self.dir.display(),
-                        "the policy directory now resolves to {}; watching it",
-                        resolved.display()
+                        "the policy directory was replaced (it resolves to {}); watching it",
+                        now.path.display()
                     );
                 } else {
                     tracing::debug!(dir = %self.dir.display(), "watching the policy directory");
                 }
-                self.active = Some((watcher, resolved));
+                self.active = Some((watcher, now));
                 self.last_error = None;
             }
             Err(e) => {
@@ -208,6 +233,32 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(20), rx.recv())
             .await
             .expect("a file event within 20 s")
+            .expect("the channel is open");
+    }
+
+    /// Bug: a directory removed and created again under the same path (`rm -rf` and a fresh
+    /// checkout between two reconciles) resolved to the same path, so `ensure` kept the dead
+    /// watch of the old directory and only the timer reconciled from then on.
+    #[tokio::test]
+    async fn a_directory_removed_and_created_again_is_watched_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("policies");
+        std::fs::create_dir(&dir).unwrap();
+        let (tx, mut rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let mut w = DirWatcher::new(&dir, tx);
+        w.ensure();
+        assert!(w.is_active());
+        std::fs::remove_dir_all(&dir).unwrap();
+        // Hold an unrelated directory in between, so the new one does not get the old inode
+        // number back.
+        let _other = tempfile::tempdir_in(tmp.path()).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        w.ensure();
+        while rx.try_recv().is_ok() {}
+        std::fs::write(dir.join("policies.yaml"), "policies: []\n").unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(20), rx.recv())
+            .await
+            .expect("a file event from the new directory within 20 s")
             .expect("the channel is open");
     }
 }

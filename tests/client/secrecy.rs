@@ -23,8 +23,36 @@ impl Write for Buf {
     }
 }
 
+/// Runs [`whole_session_at_trace_level`] in a process of its own. Bug (in this test): run
+/// beside the others, it sometimes saw no `response` line at all. tracing caches each
+/// callsite's interest process-wide, and a callsite first reached on another test's thread
+/// (with no subscriber) could stay cached as "never" for this test's thread-local one.
+#[test]
+fn trace_logs_of_a_whole_session_never_hold_the_token() {
+    let name = "client::secrecy::whole_session_at_trace_level";
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            name,
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .output()
+        .expect("the test binary runs");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "{text}");
+}
+
 #[tokio::test]
-async fn trace_logs_of_a_whole_session_never_hold_the_token() {
+#[ignore = "run in a process of its own by trace_logs_of_a_whole_session_never_hold_the_token"]
+async fn whole_session_at_trace_level() {
     let buf = Buf::default();
     let writer = buf.clone();
     let subscriber = tracing_subscriber::fmt()

@@ -139,7 +139,8 @@ async fn concurrency_n_means_n_requests_in_flight() {
     async fn slow(State(g): State<Arc<Gauge>>) -> &'static str {
         let n = g.now.fetch_add(1, Ordering::SeqCst) + 1;
         g.max.fetch_max(n, Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Long enough that a busy machine still gets three requests in at once.
+        tokio::time::sleep(Duration::from_millis(200)).await;
         g.now.fetch_sub(1, Ordering::SeqCst);
         "code"
     }

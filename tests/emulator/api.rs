@@ -121,6 +121,15 @@ async fn create_without_a_mode_is_soft_mandatory_and_enforcement_level_is_accept
         reply.json()["data"]["attributes"]["enforcement-level"],
         "advisory"
     );
+    // The seed's `enforce` object with its path and no mode: the documented default.
+    let no_mode = json!({"data": {"type": "policies", "attributes": {
+        "name": "no-mode", "enforce": [{"path": "no-mode.sentinel"}]}}});
+    let reply = api.post(&path, &no_mode).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.json());
+    assert_eq!(
+        reply.json()["data"]["attributes"]["enforcement-level"],
+        "soft-mandatory"
+    );
     emu.stop().await;
 }
 

@@ -155,9 +155,10 @@ async fn a_hung_request_waits_until_released_and_never_wedges_shutdown() {
     let hung = tokio::spawn({
         let api = api.clone();
         async move {
-            api.get(&format!("/organizations/{ORG}/policies"))
-                .await
-                .status
+            let reply = api.get(&format!("/organizations/{ORG}/policies")).await;
+            // Released, it is answered like every other API response.
+            assert!(reply.header("x-ratelimit-limit").is_some(), "{reply:?}");
+            reply.status
         }
     });
     // Wait until the emulator has the request (the log shows it as unanswered, status 0).

@@ -147,6 +147,13 @@ async fn todays_create_response_differs_from_the_sample_only_in_enforce() {
         "",
         &mut extras,
     );
+    // Besides `enforce`, only today's additions: no member the sample does not account for.
+    for extra in &extras {
+        assert!(
+            TODAYS_ADDITIONS.iter().any(|a| extra.ends_with(a)),
+            "unexpected member {extra}"
+        );
+    }
     emu.stop().await;
 }
 

@@ -35,8 +35,10 @@ fn round(r: usize) -> PolicyDir {
 #[tokio::test]
 async fn two_syncs_started_together_both_succeed_and_converge() {
     let mut config = unlimited();
-    // A little latency keeps both processes inside each other's list-then-act window.
-    config.latency = Duration::from_millis(5);
+    // Latency keeps both processes inside each other's list-then-act window (round 0's 30
+    // creates take about 150 ms at 20 ms each, 8 at a time), even when a busy machine starts
+    // the second process some tens of milliseconds after the first.
+    config.latency = Duration::from_millis(20);
     let server = start_with(config).await;
 
     for r in 0..4 {

@@ -217,12 +217,7 @@ impl Daemon {
 
     /// Sends `signal` (e.g. "TERM", "INT") to the daemon.
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{signal} failed");
+        crate::support::hardening::send_signal(self.pid(), signal);
     }
 
     /// Waits for the process to exit.

@@ -222,6 +222,9 @@ async fn a_broken_manifest_deletes_nothing_and_a_fixed_one_converges() {
     let dir = PolicyDir::new(&[A, B]);
     let mut daemon = Daemon::start(&emu, dir.path(), Opts::default());
     converged(&emu, &[A, B]).await;
+    // The store holds the last upload a moment before the emulator logs its request: clear
+    // the log only once the reconcile is over.
+    daemon.wait_for_line(&["reconcile succeeded"]).await;
     emu.emulator.clear_requests();
 
     // Half-written YAML, then an empty file, then no manifest at all.
@@ -516,10 +519,18 @@ async fn sigterm_mid_reconcile_exits_zero_and_starts_no_new_request() {
         (!remote(&emu).is_empty()).then_some(())
     })
     .await;
+    let at_signal = emu.emulator.requests().len();
     daemon.signal("TERM");
     let status = daemon.wait_exit().await;
     assert_eq!(status.code(), Some(0), "{}", daemon.log_text());
     let after_exit = emu.emulator.requests().len();
+    // The two requests in flight may finish (and one may have started between the count and
+    // the signal); no other starts.
+    assert!(
+        after_exit <= at_signal + 3,
+        "{} requests were answered after the signal",
+        after_exit - at_signal
+    );
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(
         emu.emulator.requests().len(),
@@ -530,6 +541,37 @@ async fn sigterm_mid_reconcile_exits_zero_and_starts_no_new_request() {
         remote(&emu).len() < many.len(),
         "the reconcile was not interrupted"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_exits_at_once_even_with_a_request_hung() {
+    let emu = start_with(unlimited()).await;
+    let dir = PolicyDir::new(&[A, B]);
+    // The service never answers a change: the first signal's grace would wait for it.
+    emu.emulator.set_faults(Faults {
+        hang: Fault::rate(1.0).mutating(),
+        ..Faults::default()
+    });
+    let mut daemon = Daemon::start(&emu, dir.path(), Opts::default());
+    eventually("a hung change", || {
+        emu.emulator
+            .requests()
+            .iter()
+            .any(|r| r.status == 0)
+            .then_some(())
+    })
+    .await;
+    daemon.signal("TERM");
+    daemon.wait_for_line(&["shutting down"]).await;
+    daemon.signal("TERM");
+    let status = daemon.wait_exit().await;
+    assert_eq!(status.code(), Some(130), "{}", daemon.log_text());
+    assert!(
+        daemon.log_text().contains("second signal: exiting at once"),
+        "{}",
+        daemon.log_text()
+    );
+    emu.emulator.release_hung();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
