@@ -367,6 +367,23 @@ pub struct EmulatorArgs {
     #[arg(long = "read-only-token", value_name = "TOKEN")]
     pub read_only_tokens: Vec<String>,
 
+    /// A team token with the "Manage Policies" right on every organization (repeatable; each
+    /// team is its own user for the rate limit).
+    #[arg(long = "team-token", value_name = "TOKEN")]
+    pub team_tokens: Vec<String>,
+
+    /// An organization token of ORG, as `ORG=TOKEN` (repeatable). Per the seed it may read
+    /// but not create, upload, update or delete, unless --organization-tokens-may-manage.
+    ///
+    /// (Checked by `run_cli` rather than by a clap value parser, whose error would echo the
+    /// value and with it the token.)
+    #[arg(long = "organization-token", value_name = "ORG=TOKEN")]
+    pub organization_tokens: Vec<String>,
+
+    /// Let organization tokens manage policies, as today's service does.
+    #[arg(long)]
+    pub organization_tokens_may_manage: bool,
+
     /// Requests per second per user; 0 disables the limit.
     #[arg(long, value_name = "N", default_value_t = RateLimit::DOCUMENTED.per_second)]
     pub rate_limit: u32,
@@ -409,6 +426,12 @@ pub struct EmulatorArgs {
     pub enforce_before_upload: bool,
 }
 
+/// `ORG=TOKEN` split in two; `None` unless both halves are there.
+fn split_organization_token(s: &str) -> Option<(&str, &str)> {
+    s.split_once('=')
+        .filter(|(org, token)| !org.is_empty() && !token.is_empty())
+}
+
 fn parse_probability(s: &str) -> Result<f64, String> {
     let p: f64 = s.parse().map_err(|e| format!("{e}"))?;
     if (0.0..=1.0).contains(&p) {
@@ -419,6 +442,21 @@ fn parse_probability(s: &str) -> Result<f64, String> {
 }
 
 impl EmulatorArgs {
+    /// What clap cannot check without printing a token.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self
+            .organization_tokens
+            .iter()
+            .any(|v| split_organization_token(v).is_none())
+        {
+            anyhow::bail!(
+                "--organization-token takes ORG=TOKEN, e.g. --organization-token \
+                 my-organization=org-token"
+            );
+        }
+        Ok(())
+    }
+
     /// The configuration these flags describe.
     pub fn config(&self) -> EmulatorConfig {
         let orgs = self.organizations.clone();
@@ -432,6 +470,18 @@ impl EmulatorArgs {
             TokenConfig::user(t.clone(), format!("reader-{}", i + 1), orgs.clone())
                 .without_manage_policies()
         }));
+        tokens.extend(
+            self.team_tokens.iter().enumerate().map(|(i, t)| {
+                TokenConfig::team(t.clone(), format!("team-{}", i + 1), orgs.clone())
+            }),
+        );
+        // Malformed values were refused by `check`.
+        tokens.extend(
+            self.organization_tokens
+                .iter()
+                .filter_map(|v| split_organization_token(v))
+                .map(|(org, t)| TokenConfig::organization(t, org)),
+        );
         let rate_limit = (self.rate_limit > 0).then(|| RateLimit {
             per_second: self.rate_limit,
             burst: self.burst.unwrap_or(self.rate_limit).max(1),
@@ -456,6 +506,7 @@ impl EmulatorArgs {
             seed: self.seed,
             download_redirect: self.download_redirect,
             enforce_before_upload: self.enforce_before_upload,
+            organization_tokens_may_manage: self.organization_tokens_may_manage,
             ..EmulatorConfig::default()
         }
     }
@@ -465,6 +516,7 @@ impl EmulatorArgs {
 /// first line on stdout, and serves until SIGINT or SIGTERM.
 pub async fn run_cli(args: EmulatorArgs) -> anyhow::Result<()> {
     use anyhow::Context as _;
+    args.check()?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -551,6 +603,10 @@ mod tests {
             "t2",
             "--read-only-token",
             "r",
+            "--team-token",
+            "tt",
+            "--organization-token",
+            "b=ot",
             "--rate-limit",
             "5",
             "--burst",
@@ -564,22 +620,41 @@ mod tests {
             "0.25",
             "--seed",
             "9",
+            "--hang-rate",
+            "0.125",
+            "--download-redirect",
+            "--enforce-before-upload",
+            "--organization-tokens-may-manage",
         ]);
         assert_eq!(c.organizations, ["a", "b"]);
         let users: Vec<_> = c
             .tokens
             .iter()
-            .map(|t| (t.token.as_str(), t.user.as_str(), t.may_manage_policies))
+            .map(|t| {
+                (
+                    t.token.as_str(),
+                    t.kind,
+                    t.user.as_str(),
+                    t.may_manage_policies,
+                )
+            })
             .collect();
         assert_eq!(
             users,
             [
-                ("t1", "user-1", true),
-                ("t2", "user-2", true),
-                ("r", "reader-1", false)
+                ("t1", TokenKind::User, "user-1", true),
+                ("t2", TokenKind::User, "user-2", true),
+                ("r", TokenKind::User, "reader-1", false),
+                ("tt", TokenKind::Team, "team-1", true),
+                ("ot", TokenKind::Organization, "org:b", true),
             ]
         );
-        assert!(c.tokens.iter().all(|t| t.organizations == ["a", "b"]));
+        assert!(c.tokens[..4].iter().all(|t| t.organizations == ["a", "b"]));
+        assert_eq!(c.tokens[4].organizations, ["b"]);
+        assert_eq!(c.faults.hang, Fault::rate(0.125));
+        assert!(c.download_redirect && c.enforce_before_upload);
+        assert!(c.organization_tokens_may_manage);
+        assert!(!config(&[]).organization_tokens_may_manage);
         assert_eq!(
             c.rate_limit,
             Some(RateLimit {

@@ -32,11 +32,7 @@ fn start(args: &[&str]) -> Server {
 }
 
 fn signal(child: &Child, sig: &str) {
-    let status = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    crate::support::hardening::send_signal(child.id(), sig);
 }
 
 fn api(url: &str, token: &str) -> Api {
@@ -109,7 +105,7 @@ async fn serves_the_flags_organizations_and_tokens_and_exits_0_on_sigterm() {
         .await;
     assert_eq!(refused.status, 404);
 
-    signal(&server.child, "-TERM");
+    signal(&server.child, "TERM");
     let status = server.child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
     let mut stderr = String::new();
@@ -125,7 +121,7 @@ async fn serves_the_flags_organizations_and_tokens_and_exits_0_on_sigterm() {
 
 #[tokio::test]
 async fn exits_0_on_sigint_and_on_sigterm_sent_right_after_the_first_line() {
-    for sig in ["-INT", "-TERM"] {
+    for sig in ["INT", "TERM"] {
         let mut server = start(&[]);
         signal(&server.child, sig);
         assert_eq!(server.child.wait().unwrap().code(), Some(0), "{sig}");
@@ -139,7 +135,7 @@ async fn the_rate_limit_and_faults_flags_apply() {
     let reply = api(&server.url, "emulator-token").get("/ping").await;
     assert_eq!(reply.status, 503);
     assert_eq!(reply.header("x-ratelimit-limit"), Some("7"));
-    signal(&server.child, "-TERM");
+    signal(&server.child, "TERM");
     assert_eq!(server.child.wait().unwrap().code(), Some(0));
 }
 
@@ -166,4 +162,58 @@ fn a_probability_outside_0_to_1_is_refused() {
     // A usage error exits 1 in every command (2 is plan's "changes" status).
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("probability"));
+}
+
+#[tokio::test]
+async fn team_and_organization_tokens_follow_the_seed_unless_told_otherwise() {
+    for may_manage in [false, true] {
+        let mut args = vec![
+            "--organization",
+            "org-a",
+            "--team-token",
+            "team-secret-token",
+            "--organization-token",
+            "org-a=org-secret-token",
+        ];
+        if may_manage {
+            args.push("--organization-tokens-may-manage");
+        }
+        let mut server = start(&args);
+        let team = api(&server.url, "team-secret-token");
+        let created = team
+            .post(
+                "/organizations/org-a/policies",
+                &create_body("t", "advisory"),
+            )
+            .await;
+        assert_eq!(created.status, 200, "a team token with the right manages");
+        let org = api(&server.url, "org-secret-token");
+        assert_eq!(org.get("/organizations/org-a/policies").await.status, 200);
+        let by_org = org
+            .post(
+                "/organizations/org-a/policies",
+                &create_body("o", "advisory"),
+            )
+            .await;
+        // The seed: organization tokens cannot create; today's service lets them.
+        let expected = if may_manage { 200 } else { 404 };
+        assert_eq!(
+            by_org.status, expected,
+            "--organization-tokens-may-manage: {may_manage}"
+        );
+        signal(&server.child, "TERM");
+        assert_eq!(server.child.wait().unwrap().code(), Some(0));
+    }
+}
+
+#[test]
+fn a_malformed_organization_token_is_a_usage_error_that_does_not_echo_it() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tfe-policy-sync"))
+        .args(["emulator", "--organization-token", "no-equals-secret"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ORG=TOKEN"), "{stderr}");
+    assert!(!stderr.contains("no-equals-secret"), "{stderr}");
 }
