@@ -1,5 +1,5 @@
 //! Golden tests: the emulator's documents hold the same values as the samples of the seed's API
-//! document (`fixtures/`, copied from it), once ids and times are normalised. Today's additions
+//! document (`tests/fixtures/api/`, copied from it, and shared with the client's wire tests), once ids and times are normalised. Today's additions
 //! (`enforcement-level`, `relationships`, pagination…) are allowed on top, and only those.
 
 use serde_json::{Value, json};
@@ -8,10 +8,7 @@ use tfe_policy_sync::emulator::EmulatorConfig;
 use crate::support::emulator::{Api, ORG, start, start_with};
 
 fn fixture(name: &str) -> String {
-    let path = format!(
-        "{}/tests/emulator/fixtures/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/tests/fixtures/api/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
@@ -115,7 +112,7 @@ async fn the_create_response_matches_the_seed_sample() {
     let api = Api::new(&emu);
     // The seed's sample request asks for hard-mandatory while its sample response shows
     // advisory; ask for what the response shows.
-    let payload = with_mode(fixture_json("create-payload.json"), "advisory");
+    let payload = with_mode(fixture_json("create-request.json"), "advisory");
     let reply = api
         .post(&format!("/organizations/{ORG}/policies"), &payload)
         .await;
@@ -130,7 +127,7 @@ async fn the_create_response_matches_the_seed_sample() {
 async fn todays_create_response_differs_from_the_sample_only_in_enforce() {
     let emu = start().await;
     let api = Api::new(&emu);
-    let payload = with_mode(fixture_json("create-payload.json"), "advisory");
+    let payload = with_mode(fixture_json("create-request.json"), "advisory");
     let doc = api
         .post(&format!("/organizations/{ORG}/policies"), &payload)
         .await
@@ -166,7 +163,7 @@ async fn the_update_response_matches_the_seed_sample() {
     let reply = api
         .patch(
             &format!("/policies/{id}"),
-            &fixture_json("update-payload.json"),
+            &fixture_json("update-request.json"),
         )
         .await;
     assert_eq!(reply.status, 200);
@@ -199,7 +196,7 @@ async fn the_seed_payloads_as_written_are_not_json_and_get_422() {
     let reply = api
         .post_raw(
             &format!("/organizations/{ORG}/policies"),
-            fixture("create-payload-as-documented.json").into_bytes(),
+            fixture("create-request-as-documented.json").into_bytes(),
         )
         .await;
     assert_eq!(reply.status, 422);
@@ -209,7 +206,7 @@ async fn the_seed_payloads_as_written_are_not_json_and_get_422() {
         .send(
             api.request(reqwest::Method::PATCH, &format!("/policies/{id}"))
                 .header("content-type", "application/vnd.api+json")
-                .body(fixture("update-payload-as-documented.json")),
+                .body(fixture("update-request-as-documented.json")),
         )
         .await;
     assert_eq!(reply.status, 422);
@@ -225,19 +222,50 @@ fn the_fixtures_are_the_seed_samples() {
     );
     let Ok(seed) = std::fs::read_to_string(&seed_path) else {
         // The seed lives beside the repository on development machines and in CI; a clone
-        // elsewhere cannot check this.
+        // elsewhere cannot check this, but CI must.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{seed_path} is missing in CI"
+        );
         return;
     };
     for name in [
         "create-response.json",
         "update-response.json",
         "list-response.json",
-        "create-payload-as-documented.json",
-        "update-payload-as-documented.json",
+        "create-request-as-documented.json",
+        "update-request-as-documented.json",
     ] {
         assert!(
             seed.contains(&fixture(name)),
             "{name} is not verbatim from the seed"
         );
+    }
+}
+
+/// `text` without the commas that stand right before a closing `}` or `]`.
+fn without_trailing_commas(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    for (i, &c) in chars.iter().enumerate() {
+        let next = chars[i + 1..].iter().find(|c| !c.is_whitespace());
+        if c == ',' && matches!(next, Some('}' | ']')) {
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[test]
+fn the_json_request_samples_are_the_documented_ones_without_trailing_commas() {
+    for (documented, fixed) in [
+        ("create-request-as-documented.json", "create-request.json"),
+        ("update-request-as-documented.json", "update-request.json"),
+    ] {
+        assert!(serde_json::from_str::<Value>(&fixture(documented)).is_err());
+        let repaired: Value = serde_json::from_str(&without_trailing_commas(&fixture(documented)))
+            .unwrap_or_else(|e| panic!("{documented}: {e}"));
+        assert_eq!(repaired, fixture_json(fixed), "{fixed}");
     }
 }
