@@ -312,6 +312,14 @@ async fn an_empty_manifest_deletes_nothing_without_allow_empty() {
         .insert_policy(ORG, "b", Mode::Advisory, Some(b"x"));
     let dir = PolicyDir::new("policies: []\n", &[]);
 
+    // `plan` refuses the same plan, so a pull request shows the refusal before `sync` meets it.
+    let run = Cmd::against(&server, "plan", dir.path())
+        .arg("--detailed-exitcode")
+        .run()
+        .await;
+    run.assert_code(1);
+    assert!(run.stderr.contains("--allow-empty"), "{}", run.stderr);
+
     let run = Cmd::against(&server, "sync", dir.path()).run().await;
     run.assert_code(1);
     assert!(run.stderr.contains("--allow-empty"), "{}", run.stderr);
@@ -580,10 +588,18 @@ async fn sync_reports_a_failed_change_and_still_attempts_the_others() {
 
 #[tokio::test]
 async fn validate_accepts_the_example_directory_without_network() {
+    // Every connection setting points at a live service: validate must not use it.
+    let server = start_with(unlimited()).await;
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/policies");
-    let run = Cmd::new(&["validate", "--dir", dir]).run().await;
+    let run = Cmd::new(&["validate", "--dir", dir])
+        .env("TFE_ADDRESS", server.base_url())
+        .env("TFE_TOKEN", TOKEN)
+        .env("TFE_ORGANIZATION", ORG)
+        .run()
+        .await;
     run.assert_code(0);
     assert!(run.stdout.contains("valid, 5 policies"), "{}", run.stdout);
+    assert!(server.emulator.requests().is_empty());
 }
 
 #[tokio::test]

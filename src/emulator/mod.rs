@@ -332,7 +332,18 @@ impl Running {
 
 /// Binds `127.0.0.1:0` and serves an emulator built from `config` in a tokio task.
 pub async fn spawn(config: EmulatorConfig) -> std::io::Result<Running> {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    spawn_on(
+        tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?,
+        config,
+    )
+}
+
+/// Serves an emulator built from `config` on `listener` in a tokio task (a service that comes
+/// up on an address a client already uses, say).
+pub fn spawn_on(
+    listener: tokio::net::TcpListener,
+    config: EmulatorConfig,
+) -> std::io::Result<Running> {
     let addr = listener.local_addr()?;
     let emulator = Emulator::new(config);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

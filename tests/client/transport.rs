@@ -14,7 +14,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use serde_json::json;
-use tfe_policy_sync::client::{ApiError, ClientOptions, MAX_DOWNLOAD_BYTES, USER_AGENT};
+use tfe_policy_sync::client::{
+    ApiError, ClientOptions, MAX_DOCUMENT_BYTES, MAX_DOWNLOAD_BYTES, USER_AGENT,
+};
 use tfe_policy_sync::emulator::EmulatorConfig;
 use tfe_policy_sync::model::{Mode, PolicyId, PolicyName, RemoteCode};
 
@@ -343,6 +345,20 @@ async fn an_oversized_download_is_refused_not_buffered() {
         .download(&PolicyId("pol-big".into()))
         .await
         .unwrap_err();
+    assert!(matches!(err, ApiError::TooLarge { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn an_oversized_list_document_is_refused_not_buffered() {
+    // A list page that never ends: a JSON array streamed past the document limit.
+    let base = stub(Router::new().fallback(any(|| async {
+        let mut body = br#"{"data": ["#.to_vec();
+        body.resize(MAX_DOCUMENT_BYTES + 1, b' ');
+        ([(header::CONTENT_TYPE, "application/vnd.api+json")], body)
+    })))
+    .await;
+    let client = client_for(&base, "acme", SECRET, opts());
+    let err = client.list_policies().await.unwrap_err();
     assert!(matches!(err, ApiError::TooLarge { .. }), "{err:?}");
 }
 

@@ -120,6 +120,11 @@ impl Default for Opts<'_> {
 
 impl Daemon {
     pub fn start(emulator: &Running, dir: &Path, opts: Opts<'_>) -> Daemon {
+        Daemon::start_at(&emulator.base_url(), dir, opts)
+    }
+
+    /// The daemon for the service at `address`, which need not be up.
+    pub fn start_at(address: &str, dir: &Path, opts: Opts<'_>) -> Daemon {
         let token_dir = tempfile::tempdir().expect("a temp dir for the token");
         let token_file = token_dir.path().join("token");
         std::fs::write(&token_file, opts.token).expect("write the token file");
@@ -127,7 +132,7 @@ impl Daemon {
         cmd.arg("watch")
             .arg("--dir")
             .arg(dir)
-            .args(["--address", &emulator.base_url()])
+            .args(["--address", address])
             .args(["--organization", opts.organization])
             .arg("--token-file")
             .arg(&token_file)

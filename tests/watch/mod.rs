@@ -374,6 +374,32 @@ async fn an_outage_is_survived_and_readiness_follows_it() {
     daemon::wait_for_status(&format!("{health}/readyz"), 200).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_is_down_at_start_is_waited_for_not_fatal() {
+    // An address where nothing listens yet: every connection is refused.
+    let placeholder = start_with(unlimited()).await;
+    let (addr, address) = (placeholder.addr, placeholder.base_url());
+    placeholder.stop().await;
+    let dir = PolicyDir::new(&[A, B]);
+    let mut daemon = Daemon::start_at(&address, dir.path(), Opts::default());
+    let health = daemon.health_url().await;
+    daemon.wait_for_count("reconcile failed", 2).await;
+    assert!(
+        daemon.is_running(),
+        "the daemon exited:\n{}",
+        daemon.log_text()
+    );
+    assert_eq!(http_get(&format!("{health}/readyz")).await.0, 503);
+
+    // The service comes up on that address: the backoff retry converges.
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .expect("the port is free again");
+    let emu = tfe_policy_sync::emulator::spawn_on(listener, unlimited()).unwrap();
+    converged(&emu, &[A, B]).await;
+    daemon::wait_for_status(&format!("{health}/readyz"), 200).await;
+}
+
 /// Bug (audit): `watch` accepted the hidden `--request-timeout` but its client kept the 30 s
 /// default, so a service that stopped answering held a reconcile (and `/readyz`) for 30 s per
 /// attempt. With the flag, the reconcile fails within the timeout and the daemon carries on.
