@@ -547,12 +547,14 @@ fn warn_if_readable_by_others(path: &Path, what: &str) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        // SAFETY: getegid(2) cannot fail and touches no memory.
-        let own_group =
-            std::fs::metadata(path).is_ok_and(|m| m.gid() == unsafe { libc::getegid() });
-        let others = if own_group { 0o007 } else { 0o077 };
+        // Permission bits that let someone else read: the group's count unless it is ours.
+        let others = |meta: &std::fs::Metadata| {
+            // SAFETY: getegid(2) cannot fail and touches no memory.
+            let own_group = meta.gid() == unsafe { libc::getegid() };
+            if own_group { 0o007 } else { 0o077 }
+        };
         if let Ok(meta) = std::fs::metadata(path)
-            && meta.permissions().mode() & others != 0
+            && meta.permissions().mode() & others(&meta) != 0
         {
             tracing::warn!(
                 file = %path.display(),

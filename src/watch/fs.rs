@@ -47,7 +47,8 @@ pub fn is_relevant(event: &Event) -> bool {
 
 /// Where a watch was set up: the path the directory resolved to, and which directory that
 /// was. A directory removed and created again under the same path is another directory (the
-/// old watch died with it), told apart by its device and inode numbers.
+/// old watch died with it), told apart by its device and inode numbers (unless the new one got
+/// the old inode number back; the timer still converges then).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Watched {
     path: PathBuf,
@@ -57,14 +58,20 @@ struct Watched {
 
 impl Watched {
     fn of(dir: &Path) -> std::io::Result<Self> {
-        use std::os::unix::fs::MetadataExt;
         let path = std::fs::canonicalize(dir)?;
         let meta = std::fs::metadata(&path)?;
-        Ok(Watched {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            path,
-        })
+        #[cfg(unix)]
+        let (dev, ino) = {
+            use std::os::unix::fs::MetadataExt;
+            (meta.dev(), meta.ino())
+        };
+        // Elsewhere only the path tells directories apart.
+        #[cfg(not(unix))]
+        let (dev, ino) = {
+            let _ = meta;
+            (0, 0)
+        };
+        Ok(Watched { path, dev, ino })
     }
 }
 
@@ -248,11 +255,13 @@ mod tests {
         let mut w = DirWatcher::new(&dir, tx);
         w.ensure();
         assert!(w.is_active());
-        std::fs::remove_dir_all(&dir).unwrap();
-        // Hold an unrelated directory in between, so the new one does not get the old inode
-        // number back.
-        let _other = tempfile::tempdir_in(tmp.path()).unwrap();
+        // Moved away and removed only once the new one exists, so the new directory cannot
+        // get the old one's inode number back (which would hide the replacement; the timer
+        // still converges then).
+        let old = tmp.path().join("policies.old");
+        std::fs::rename(&dir, &old).unwrap();
         std::fs::create_dir(&dir).unwrap();
+        std::fs::remove_dir_all(&old).unwrap();
         w.ensure();
         while rx.try_recv().is_ok() {}
         std::fs::write(dir.join("policies.yaml"), "policies: []\n").unwrap();
