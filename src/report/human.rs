@@ -206,6 +206,20 @@ mod tests {
         );
     }
 
+    /// The legend lists only the symbols the plan uses (it used to list all three for a plan
+    /// of updates alone), and a single change is "1 change".
+    #[test]
+    fn the_legend_shows_only_the_actions_planned() {
+        let mut plan = fixtures::every_kind();
+        plan.changes.retain(|c| c.action() == Action::Update);
+        plan.changes.truncate(1);
+        let text = render_to_string(Report::plan(&plan).with_statuses(&[Status::Ok]));
+        assert!(text.contains("  ~ update in-place\n"), "{text}");
+        assert!(!text.contains("  + create\n"), "{text}");
+        assert!(!text.contains("  - delete\n"), "{text}");
+        assert!(text.contains("Sync complete: 1 change applied."), "{text}");
+    }
+
     #[test]
     fn colour_only_when_asked() {
         let plan = fixtures::every_kind();
