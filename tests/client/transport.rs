@@ -363,6 +363,51 @@ async fn an_oversized_list_document_is_refused_not_buffered() {
 }
 
 #[tokio::test]
+async fn a_connection_that_is_never_established_is_cut_by_the_connect_timeout() {
+    // A listener that never accepts, with the smallest backlog, filled up: the kernel drops
+    // further SYNs, so a new connection hangs in the handshake.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    loop {
+        match tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => fillers.push(stream),
+            Ok(Err(e)) => panic!("connect: {e}"),
+            // The queue is full: this is the state the client will meet.
+            Err(_) => break,
+        }
+        assert!(fillers.len() < 64, "the backlog never filled up");
+    }
+    let client = client_for(
+        &format!("http://{addr}"),
+        "acme",
+        SECRET,
+        ClientOptions {
+            connect_timeout: Duration::from_millis(300),
+            // Far longer than the connect timeout: only the connect timeout can end the call
+            // within the bound below.
+            request_timeout: Duration::from_secs(60),
+            max_retries: 0,
+            ..opts()
+        },
+    );
+    let err = tokio::time::timeout(Duration::from_secs(30), client.list_policies())
+        .await
+        .expect("the connect timeout ends the call, not the 60 s request timeout")
+        .unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+    drop((listener, fillers));
+}
+
+#[tokio::test]
 async fn a_server_that_accepts_and_never_answers_times_out() {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await
