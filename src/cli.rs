@@ -94,8 +94,9 @@ pub struct CommonArgs {
     #[arg(long)]
     pub allow_empty: bool,
 
-    /// Requests in flight at most.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// Requests in flight at most (1 to 64; the service's rate limit, not this, sets the pace
+    /// of a long run).
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
 
     /// Whole-request deadline (connect, send, read the answer) per attempt. Hidden: the default
