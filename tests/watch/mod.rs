@@ -347,6 +347,19 @@ async fn a_full_verification_downloads_every_policy_on_its_own_schedule() {
     );
 }
 
+/// Two reconciles have failed, and the daemon lives on: alive, not ready.
+async fn assert_failing_but_alive(daemon: &mut Daemon, health: &str) {
+    daemon.wait_for_count("reconcile failed", 2).await;
+    assert!(
+        daemon.is_running(),
+        "the daemon exited:\n{}",
+        daemon.log_text()
+    );
+    assert_eq!(http_get(&format!("{health}/healthz")).await.0, 200);
+    let (status, body) = http_get(&format!("{health}/readyz")).await;
+    assert_eq!(status, 503, "{body}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_is_survived_and_readiness_follows_it() {
     let emu = start_with(unlimited()).await;
@@ -358,15 +371,7 @@ async fn an_outage_is_survived_and_readiness_follows_it() {
     let dir = PolicyDir::new(&[A, B]);
     let mut daemon = Daemon::start(&emu, dir.path(), Opts::default());
     let health = daemon.health_url().await;
-    daemon.wait_for_count("reconcile failed", 2).await;
-    assert!(
-        daemon.is_running(),
-        "the daemon exited:\n{}",
-        daemon.log_text()
-    );
-    assert_eq!(http_get(&format!("{health}/healthz")).await.0, 200);
-    let (status, body) = http_get(&format!("{health}/readyz")).await;
-    assert_eq!(status, 503, "{body}");
+    assert_failing_but_alive(&mut daemon, &health).await;
 
     // The service comes back: the backoff retry converges without any file change.
     emu.emulator.set_faults(Faults::default());
@@ -383,13 +388,7 @@ async fn a_service_that_is_down_at_start_is_waited_for_not_fatal() {
     let dir = PolicyDir::new(&[A, B]);
     let mut daemon = Daemon::start_at(&address, dir.path(), Opts::default());
     let health = daemon.health_url().await;
-    daemon.wait_for_count("reconcile failed", 2).await;
-    assert!(
-        daemon.is_running(),
-        "the daemon exited:\n{}",
-        daemon.log_text()
-    );
-    assert_eq!(http_get(&format!("{health}/readyz")).await.0, 503);
+    assert_failing_but_alive(&mut daemon, &health).await;
 
     // The service comes up on that address: the backoff retry converges.
     let listener = tokio::net::TcpListener::bind(addr)
