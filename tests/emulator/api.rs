@@ -130,6 +130,22 @@ async fn create_without_a_mode_is_soft_mandatory_and_enforcement_level_is_accept
         reply.json()["data"]["attributes"]["enforcement-level"],
         "soft-mandatory"
     );
+    // An empty `enforce` names no mode either; an entry without a path is a path that does
+    // not match, so it falls back to hard-mandatory like any other.
+    for (name, enforce, expected) in [
+        ("empty-enforce", json!([]), "soft-mandatory"),
+        ("no-path", json!([{"mode": "advisory"}]), "hard-mandatory"),
+    ] {
+        let body = json!({"data": {"type": "policies", "attributes": {
+            "name": name, "enforce": enforce}}});
+        let reply = api.post(&path, &body).await;
+        assert_eq!(reply.status, 200, "{name}: {:?}", reply.json());
+        assert_eq!(
+            reply.json()["data"]["attributes"]["enforcement-level"],
+            expected,
+            "{name}"
+        );
+    }
     emu.stop().await;
 }
 

@@ -102,6 +102,9 @@ pub struct Opts<'a> {
     pub token: &'a str,
     pub organization: &'a str,
     pub listen: bool,
+    /// `RUST_LOG` for the daemon; the tests read its info lines (reconciles, actions, the
+    /// listen address).
+    pub rust_log: &'a str,
 }
 
 impl Default for Opts<'_> {
@@ -114,6 +117,7 @@ impl Default for Opts<'_> {
             token: TOKEN,
             organization: ORG,
             listen: true,
+            rust_log: "info",
         }
     }
 }
@@ -142,8 +146,7 @@ impl Daemon {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
         cmd.args(opts.extra)
-            // The tests read the daemon's info lines (reconciles, actions, the listen address).
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", opts.rust_log)
             .env_remove("TFE_TOKEN")
             .env_remove("TFE_ADDRESS")
             .env_remove("TFE_ORGANIZATION")

@@ -689,6 +689,44 @@ async fn json_logs_are_one_object_per_line_and_never_hold_the_token() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_logs_of_a_daemon_never_hold_the_token() {
+    let emu = start_with(unlimited()).await;
+    let dir = PolicyDir::new(&[A]);
+    let mut daemon = Daemon::start(
+        &emu,
+        dir.path(),
+        Opts {
+            rust_log: "trace",
+            ..Opts::default()
+        },
+    );
+    // Creates and uploads, a mode change from the directory, then new code over a UI edit,
+    // behind a request that fails and is retried.
+    converged(&emu, &[A]).await;
+    daemon.wait_for_line(&["reconcile succeeded"]).await;
+    let edited = (A.0, "advisory", A.2);
+    dir.write_atomically("policies.yaml", &manifest(&[edited]));
+    converged(&emu, &[edited]).await;
+    emu.emulator.set_faults(Faults {
+        before: Fault::next(1),
+        ..Faults::default()
+    });
+    let id = remote(&emu)[A.0].id.clone();
+    emu.emulator.set_code(&id, b"edited in the UI\n");
+    let recoded = (A.0, "advisory", "main = rule { 2 > 1 }\n");
+    dir.write(&format!("{}.sentinel", A.0), recoded.2);
+    converged(&emu, &[recoded]).await;
+    daemon.wait_for_count("reconcile succeeded", 3).await;
+    daemon.signal("TERM");
+    daemon.wait_exit().await;
+
+    let log = daemon.log_text();
+    assert!(log.contains("TRACE"), "not a trace log:\n{log}");
+    assert!(log.contains("retrying"), "no retry was logged:\n{log}");
+    assert!(!log.contains(TOKEN), "the token leaked");
+}
+
 /// Audit: `watch` accepts `--output` (CONTRACT.md lists it for plan, sync and watch) but
 /// reports through its log, so the flag silently did nothing. It stays accepted, so one set of
 /// flags still serves every command, and says at start what to use instead.
