@@ -12,7 +12,7 @@ use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{Client, ClientOptions};
+use crate::client::{Client, ClientOptions, DEFAULT_MAX_RETRIES};
 use crate::config::{self, ConnectionArgs};
 use crate::logging::{self, LogFormat};
 use crate::manifest::{self, Loaded};
@@ -107,8 +107,8 @@ pub struct CommonArgs {
     /// Retries of one request after a 5xx, a timeout or a transport error (`plan` and `sync`;
     /// a `watch` cycle retries twice and leaves longer outages to its own backoff). Hidden
     /// for the same reason as --request-timeout.
-    #[arg(long, value_name = "N", hide = true)]
-    pub max_retries: Option<u32>,
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_RETRIES, hide = true)]
+    pub max_retries: u32,
 }
 
 #[derive(Debug, Args)]
@@ -286,9 +286,7 @@ fn session(common: &CommonArgs) -> anyhow::Result<Option<Session>> {
         ClientOptions {
             concurrency: usize::from(common.concurrency),
             request_timeout: common.request_timeout,
-            max_retries: common
-                .max_retries
-                .unwrap_or(ClientOptions::default().max_retries),
+            max_retries: common.max_retries,
             cancel: cancel.clone(),
             ..ClientOptions::default()
         },

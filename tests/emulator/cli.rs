@@ -32,7 +32,7 @@ fn start(args: &[&str]) -> Server {
 }
 
 fn signal(child: &Child, sig: &str) {
-    crate::support::hardening::send_signal(child.id(), sig);
+    crate::support::send_signal(child.id(), sig);
 }
 
 fn api(url: &str, token: &str) -> Api {

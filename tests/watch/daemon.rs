@@ -225,7 +225,7 @@ impl Daemon {
 
     /// Sends `signal` (e.g. "TERM", "INT") to the daemon.
     pub fn signal(&self, signal: &str) {
-        crate::support::hardening::send_signal(self.pid(), signal);
+        crate::support::send_signal(self.pid(), signal);
     }
 
     /// Waits for the process to exit.
